@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Small tables: content labels, tags and store facts. All functions run inside the caller's
+ * transaction (writes need a write tx).
+ */
+#pragma once
+
+#include "meta.h"
+
+/* A label pass: called per (key, value); a negative return stops the walk and is returned. */
+typedef int (*meta_kv_fn)(const char *key, const char *value, void *userdata);
+
+/* Label limits shared by every labelled object: key + value at most 4096 bytes, key non-empty. */
+#define META_LABEL_MAX 4096
+
+/* meta_label_check() - -EINVAL naming the key (truncated to 64 bytes) when it breaks the limits. */
+int meta_label_check(const char *key, const char *value, cairn_error **reterr);
+
+/* meta_content_label_set() - set (or with @value NULL or "", delete) label @key of blob @digest. */
+int meta_content_label_set(meta_tx *tx, const char *digest, const char *key, const char *value,
+                           cairn_error **reterr);
+/* meta_content_labels() - every label of @digest in key order. */
+int meta_content_labels(meta_tx *tx, const char *digest, meta_kv_fn fn, void *userdata,
+                        cairn_error **reterr);
+/* meta_content_labels_clear() - drop every label of @digest (when the blob is deleted). */
+int meta_content_labels_clear(meta_tx *tx, const char *digest, cairn_error **reterr);
+
+/* meta_tag_set() - point tag @name at @target (replacing an existing tag of that name). */
+int meta_tag_set(meta_tx *tx, const char *name, const char *target, cairn_error **reterr);
+/* meta_tag_get() - 1 and *@ret_target (caller frees) if @name exists, 0 and NULL if not. */
+int meta_tag_get(meta_tx *tx, const char *name, char **ret_target, cairn_error **reterr);
+/* meta_tag_remove() - -ENOENT "tag 'NAME' not found" when missing. */
+int meta_tag_remove(meta_tx *tx, const char *name, cairn_error **reterr);
+/* meta_tags() - every (name, target) in name order. */
+int meta_tags(meta_tx *tx, meta_kv_fn fn, void *userdata, cairn_error **reterr);
+
+/* meta_info_get() / meta_info_set() - store facts (key -> text); get returns 1 found, 0 absent. */
+int meta_info_get(meta_tx *tx, const char *key, char **ret_value, cairn_error **reterr);
+int meta_info_set(meta_tx *tx, const char *key, const char *value, cairn_error **reterr);
