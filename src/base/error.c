@@ -6,22 +6,29 @@
 
 static struct cairn_error oom_error_storage;
 
+/* Out of memory: hand out the static error, keeping the code. */
+static int vset_oom(cairn_error **reterr, int code)
+{
+	oom_error_storage.code = code;
+	oom_error_storage.message = (char *)"out of memory while reporting an error";
+	*reterr = &oom_error_storage;
+	return code;
+}
+
 static int vset(cairn_error **reterr, int code, int with_errno, const char *fmt, va_list ap)
 {
 	if (!reterr || *reterr)
 		return code;
 	cairn_error *e = calloc(1, sizeof(*e));
-	if (!e) {
-		oom_error_storage.code = code;
-		oom_error_storage.message = (char *)"out of memory while reporting an error";
-		*reterr = &oom_error_storage;
-		return code;
+	if (!e)
+		return vset_oom(reterr, code);
+	char *msg = NULL;
+	if (vasprintf(&msg, fmt, ap) < 0) {
+		free(e);
+		return vset_oom(reterr, code);
 	}
 	e->code = code;
-	char *msg = NULL;
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
-	if (msg && with_errno) {
+	if (with_errno) {
 		char *full = NULL;
 		if (asprintf(&full, "%s: %s", msg, cairn_strerror(code)) >= 0) {
 			free(msg);

@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: MIT */
+/* libcairn: include this one header. */
+#ifndef CAIRN_H
+#define CAIRN_H
+
+#include "cairn/common.h"
+#include "cairn/error.h"
+#include "cairn/store.h"
+#include "cairn/content.h"
+
+#endif
