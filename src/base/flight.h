@@ -20,7 +20,7 @@ typedef struct flight_group flight_group;
  * @cancelled turns true when every caller has given up; the work should then return early.
  */
 typedef int (*flight_fn)(void *userdata, const atomic_bool *cancelled, int64_t *ret_value,
-			 cairn_error **reterr);
+                         cairn_error **reterr);
 
 /* flight_group_new() - NULL on OOM. flight_group_free(): waits for running work; NULL-safe. */
 flight_group *flight_group_new(void);
@@ -36,4 +36,4 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(flight_group *, flight_group_free)
  * Locking: takes the group's mutex briefly; never held while the work runs.
  */
 int flight_do(flight_group *g, const char *key, flight_fn fn, void *userdata,
-	      const atomic_bool *cancel, int64_t *ret_value, cairn_error **reterr);
+              const atomic_bool *cancel, int64_t *ret_value, cairn_error **reterr);
