@@ -105,7 +105,7 @@ static int run_one(const struct test_case *t, char *skip_reason, size_t len)
 	skip_reason[0] = 0;
 	while (in && fgets(line, sizeof(line), in)) {
 		if (strncmp(line, "# SKIP ", 7) == 0) {
-			snprintf(skip_reason, len, "%s", line + 7);
+			snprintf(skip_reason, len, "%.*s", (int)(len - 1), line + 7);
 			skip_reason[strcspn(skip_reason, "\n")] = 0;
 		} else {
 			fputs(line, stdout);
