@@ -7,5 +7,7 @@
 #include "cairn/error.h"
 #include "cairn/store.h"
 #include "cairn/content.h"
+#include "cairn/mount.h"
+#include "cairn/snapshot.h"
 
 #endif

@@ -135,13 +135,13 @@ static int open_confined(int rootfd, const char *path, int flags, mode_t mode)
 		 * would pass @mode and openat2 would refuse it (EINVAL). */
 		bool creates = (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
 		struct open_how how = {
-		        .flags = (uint64_t)(flags | O_CLOEXEC),
-		        .mode = creates ? mode : 0,
-		        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+			.flags = (uint64_t)(flags | O_CLOEXEC),
+			.mode = creates ? mode : 0,
+			.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
 		};
 		for (;;) {
 			long fd =
-			        syscall(SYS_openat2, rootfd, *path ? path : ".", &how, sizeof(how));
+				syscall(SYS_openat2, rootfd, *path ? path : ".", &how, sizeof(how));
 			if (fd >= 0)
 				return (int)fd;
 			if (errno == EAGAIN || errno == EINTR)
@@ -254,7 +254,7 @@ static int rm_entry(int dfd, const char *name, const struct mnt_key *mnt, const 
 	if (asprintf(&sub_what, "%s%s%s", what ? what : "", what ? "/" : "", name) < 0)
 		return err_set(reterr, -ENOMEM, "remove '%s': out of memory", name);
 	_cleanup_close_ int sub =
-	        openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (sub < 0)
 		return errno == ENOENT ? 0 : err_errno(reterr, -errno, "open '%s'", sub_what);
 	struct mnt_key key;
@@ -349,7 +349,7 @@ int fs_write_atomic(int rootfd, const char *path, const void *data, size_t len, 
 	if (snprintf(tmp, sizeof(tmp), ".#%.200s.%d.tmp", name, (int)gettid()) >= (int)sizeof(tmp))
 		return err_set(reterr, -ENAMETOOLONG, "write '%s': name too long", path);
 	_cleanup_close_ int fd =
-	        openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
+		openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0)
 		return err_errno(reterr, -errno, "create temporary file for '%s'", path);
 	int r = fs_write_all(fd, data, len);

@@ -371,8 +371,8 @@ int content_walk(content_store *s, content_blob_fn fn, void *userdata, cairn_err
 		if (!S_ISREG(st.st_mode))
 			continue;
 		content_blob_info info = {
-		        .size = (uint64_t)st.st_size,
-		        .created_ns = timespec_ns(&st.st_mtim),
+			.size = (uint64_t)st.st_size,
+			.created_ns = timespec_ns(&st.st_mtim),
 		};
 		snprintf(info.digest, sizeof(info.digest), "sha256:%s", names[i]);
 		r = fn(&info, userdata);
@@ -458,7 +458,7 @@ static int ingest_lock(content_store *s, const char *key, const char *ref, bool 
 			return err_errno(reterr, -errno, "create ingest '%s' ('%s/%s')", ref,
 			                 INGEST_DIR, key);
 		_cleanup_close_ int dfd =
-		        openat(ifd, key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			openat(ifd, key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (dfd < 0 && errno == ENOENT && create)
 			continue;
 		if (dfd < 0 && errno == ENOENT)
@@ -565,7 +565,7 @@ int content_list_ingests(content_store *s, content_ingest_fn fn, void *userdata,
 		if (!key_valid(*p))
 			continue;
 		_cleanup_close_ int dfd =
-		        openat(ifd, *p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			openat(ifd, *p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		content_ingest_status st;
 		r = dfd < 0 ? -errno : status_read(dfd, &st);
 		if (r < 0) {
@@ -645,7 +645,7 @@ static int data_open(content_writer *w, int flags, cairn_error **reterr)
 			                           "open ingest '%s' ('%s/%s/data')", w->ref,
 			                           INGEST_DIR, w->key);
 		_cleanup_close_ int ro =
-		        openat(w->dirfd, "data", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			openat(w->dirfd, "data", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		if (ro < 0 || fchmod(ro, 0644) < 0)
 			return err_errno(reterr, -errno, "open ingest '%s' ('%s/%s/data')", w->ref,
 			                 INGEST_DIR, w->key);
@@ -747,7 +747,7 @@ int content_writer_open(content_store *s, const char *ref, uint64_t expected_siz
 	if (expected_digest && (r = blob_present(s, &exp, reterr)) != 0)
 		return r < 0 ? r : err_set(reterr, -EEXIST, "blob '%s' already exists", exp.str);
 	_cleanup_(content_writer_freep) content_writer *w =
-	        writer_new(s, ref, expected_size, expected_digest ? &exp : NULL);
+		writer_new(s, ref, expected_size, expected_digest ? &exp : NULL);
 	if (!w)
 		return err_set(reterr, -ENOMEM, "open ingest '%s': out of memory", ref);
 	bool created = false;
@@ -1104,7 +1104,7 @@ static const char *ingest_garbage(int dfd)
 static int reconcile_ingest(int ifd, const char *name, cairn_error **reterr)
 {
 	_cleanup_close_ int dfd =
-	        openat(ifd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		openat(ifd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0 && errno == ENOENT)
 		return 0;
 	if (dfd < 0 && errno != ENOTDIR && errno != ELOOP)

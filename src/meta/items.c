@@ -27,7 +27,7 @@ int meta_item_get(meta_tx *tx, const char *id, const char *key, char **ret_value
                   cairn_error **reterr)
 {
 	sqlite3_stmt *st = meta_prepare(
-	        tx, "SELECT value FROM item_values WHERE item = ? AND key = ?", reterr);
+		tx, "SELECT value FROM item_values WHERE item = ? AND key = ?", reterr);
 	if (!st)
 		return -EIO;
 	bind_text(st, 1, id);
@@ -112,7 +112,7 @@ int meta_item_values(meta_tx *tx, const char *id, meta_value_fn fn, void *userda
                      cairn_error **reterr)
 {
 	sqlite3_stmt *st = meta_prepare(
-	        tx, "SELECT key, value, idx FROM item_values WHERE item = ? ORDER BY key", reterr);
+		tx, "SELECT key, value, idx FROM item_values WHERE item = ? ORDER BY key", reterr);
 	if (!st)
 		return -EIO;
 	bind_text(st, 1, id);
@@ -179,8 +179,8 @@ int meta_item_set_external(meta_tx *tx, const char *id, const char *key, const v
 	if (r < 0)
 		return r;
 	sqlite3_stmt *st = meta_prepare(
-	        tx, "INSERT OR REPLACE INTO item_external(item, key, data) VALUES (?, ?, ?)",
-	        reterr);
+		tx, "INSERT OR REPLACE INTO item_external(item, key, data) VALUES (?, ?, ?)",
+		reterr);
 	if (!st)
 		return -EIO;
 	bind_text(st, 1, id);
@@ -193,7 +193,7 @@ int meta_item_get_external(meta_tx *tx, const char *id, const char *key, void **
                            size_t *ret_len, cairn_error **reterr)
 {
 	sqlite3_stmt *st = meta_prepare(
-	        tx, "SELECT data FROM item_external WHERE item = ? AND key = ?", reterr);
+		tx, "SELECT data FROM item_external WHERE item = ? AND key = ?", reterr);
 	if (!st)
 		return -EIO;
 	bind_text(st, 1, id);

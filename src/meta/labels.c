@@ -99,8 +99,8 @@ int meta_content_labels_clear(meta_tx *tx, const char *digest, cairn_error **ret
 int meta_tag_set(meta_tx *tx, const char *name, const char *target, cairn_error **reterr)
 {
 	sqlite3_stmt *st = meta_prepare(
-	        tx, "INSERT OR REPLACE INTO tags(name, target, created_at) VALUES (?, ?, ?)",
-	        reterr);
+		tx, "INSERT OR REPLACE INTO tags(name, target, created_at) VALUES (?, ?, ?)",
+		reterr);
 	if (!st)
 		return -EIO;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);

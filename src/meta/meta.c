@@ -271,8 +271,8 @@ int meta_open(const char *path, meta_db **ret, cairn_error **reterr)
 		return err_errno(reterr, -errno, "open '%s'", path);
 	close(fd);
 	int rc = sqlite3_open_v2(
-	        path, &db->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW,
-	        NULL);
+		path, &db->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW,
+		NULL);
 	if (rc != SQLITE_OK)
 		return db_error(db, rc, reterr, "open '%s'", path);
 	sqlite3_extended_result_codes(db->db, 1);

@@ -89,7 +89,7 @@ int store_tmpdir_clean(cairn_store *s, cairn_error **reterr)
 	return fs_rm_rf_children(fd, "tmp", reterr);
 }
 
-static int open_parts(cairn_store *s, cairn_error **reterr)
+static int open_parts(cairn_store *s, const char *driver, cairn_error **reterr)
 {
 	_cleanup_free_ char *dbpath = NULL;
 	if (asprintf(&dbpath, "%s/meta.db", s->root) < 0)
@@ -100,13 +100,35 @@ static int open_parts(cairn_store *s, cairn_error **reterr)
 	r = content_store_open(s->rootfd, &s->content, reterr);
 	if (r < 0)
 		return err_prefix(reterr, "store '%s'", s->root);
+	/* snap_open reconciles the snapshot directories with the database. */
+	r = snap_open(s->rootfd, s->db, driver, &s->snap, reterr);
+	if (r < 0)
+		return err_prefix(reterr, "store '%s'", s->root);
 	return 0;
+}
+
+/*
+ * tmp/ may hold another process's staging files, so it is emptied only when no other process has
+ * the store open: a non-blocking exclusive flock tells, and is then turned back into the lock
+ * the caller asked for. (flock conversion is not atomic, but nothing else waits for exclusive
+ * use except gc, which empties tmp/ itself.)
+ */
+static int clean_tmp_if_alone(cairn_store *s, cairn_error **reterr)
+{
+	if (!(s->flags & CAIRN_STORE_EXCLUSIVE)) {
+		if (flock(s->lockfd, LOCK_EX | LOCK_NB) < 0)
+			return 0; /* others are working: their tmp files stay */
+	}
+	int r = store_tmpdir_clean(s, reterr);
+	if (!(s->flags & CAIRN_STORE_EXCLUSIVE) && flock(s->lockfd, LOCK_SH) < 0 && r >= 0)
+		r = err_errno(reterr, -errno, "lock '%s/LOCK'", s->root);
+	return r;
 }
 
 /* What a crash may have left: staging files, and blob files that are not content. */
 static int reconcile(cairn_store *s, cairn_error **reterr)
 {
-	int r = store_tmpdir_clean(s, reterr);
+	int r = clean_tmp_if_alone(s, reterr);
 	if (r < 0)
 		return r;
 	r = content_reconcile(s->content, reterr);
@@ -140,7 +162,7 @@ int cairn_store_open(const char *root, const cairn_store_options *opts, cairn_st
 	if (s->rootfd < 0)
 		return err_prefix(reterr, "open store");
 	if ((r = make_layout(s, reterr)) < 0 || (r = take_lock(s, reterr)) < 0 ||
-	    (r = open_parts(s, reterr)) < 0 || (r = reconcile(s, reterr)) < 0)
+	    (r = open_parts(s, opts->snapshotter, reterr)) < 0 || (r = reconcile(s, reterr)) < 0)
 		return r;
 	log_debug("opened store '%s'", root);
 	*ret_store = TAKE_PTR(s);
@@ -151,6 +173,7 @@ cairn_store *cairn_store_close(cairn_store *s)
 {
 	if (!s)
 		return NULL;
+	snap_close(s->snap);
 	content_store_free(s->content);
 	meta_close(s->db);
 	safe_close(s->lockfd); /* closing the fd drops the flock */

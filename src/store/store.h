@@ -3,9 +3,11 @@
 #pragma once
 
 #include "cairn/content.h"
+#include "cairn/snapshot.h"
 #include "cairn/store.h"
 #include "content/content.h"
 #include "meta/meta.h"
+#include "snapshot/snapshotter.h"
 #include "base/digest.h"
 
 struct cairn_store {
@@ -15,6 +17,7 @@ struct cairn_store {
 	unsigned flags;
 	meta_db *db;
 	content_store *content;
+	snapshotter *snap;
 };
 
 /* store_tmpdir_clean() - empty ROOT/tmp (the open-time reconcile step, also used by gc). */

@@ -479,7 +479,7 @@ static void confined_open(bool fallback)
 	/* Creating through a symlink lands inside the root, or nowhere. */
 	{
 		_cleanup_close_ int fd =
-		        fs_openat(root, "esc/new", O_WRONLY | O_CREAT | O_EXCL, 0644, ERR);
+			fs_openat(root, "esc/new", O_WRONLY | O_CREAT | O_EXCL, 0644, ERR);
 		if (fallback)
 			ASSERT_ERR(fd, -ELOOP);
 		else
@@ -831,9 +831,9 @@ TEST(fs_name_valid)
 		const char *name;
 		bool valid;
 	} table[] = {
-	        {"a", true},    {"abc.def", true}, {"...", true}, {".hidden", true}, {"..a", true},
-	        {"a b", true},  {"", false},       {".", false},  {"..", false},     {"/", false},
-	        {"a/b", false}, {"/a", false},     {"a/", false}, {"./a", false},
+		{"a", true},    {"abc.def", true}, {"...", true}, {".hidden", true}, {"..a", true},
+		{"a b", true},  {"", false},       {".", false},  {"..", false},     {"/", false},
+		{"a/b", false}, {"/a", false},     {"a/", false}, {"./a", false},
 	};
 	for (size_t i = 0; i < ELEMENTSOF(table); i++)
 		if (fs_name_valid(table[i].name) != table[i].valid)
@@ -1131,7 +1131,7 @@ TEST(flight_precancelled_and_free_waits)
 
 	/* Work abandoned by its only caller keeps running until it notices; free waits for it. */
 	struct work slow = {
-	        .counter = &counter, .sleep_ms = 100, .value = 1, .ignore_cancel = true};
+		.counter = &counter, .sleep_ms = 100, .value = 1, .ignore_cancel = true};
 	struct caller c = {.g = g, .key = "k", .w = &slow, .cancel_after_ms = 10};
 	run_callers(&c, 1);
 	ASSERT_ERR(c.rc, -ECANCELED);

@@ -408,18 +408,18 @@ TEST(malformed_digests)
 	test_write_file("store/blobs/x", "bait");
 	test_write_file("store/blobs/sha256/ABC", "bait");
 	const char *bad[] = {
-	        "sha256:../x",
-	        "sha256:../../store/blobs/x",
-	        "sha256:abc",
-	        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85",
-	        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b8555",
-	        "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
-	        "sha512:"
-	        "cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85"
-	        "f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e",
-	        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-	        "",
-	        "sha256:",
+		"sha256:../x",
+		"sha256:../../store/blobs/x",
+		"sha256:abc",
+		"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85",
+		"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b8555",
+		"sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+		"sha512:"
+		"cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85"
+		"f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e",
+		"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+		"",
+		"sha256:",
 	};
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
 		int fd = -1;
@@ -514,9 +514,9 @@ TEST(walk_and_delete)
 	ASSERT_OK(content_writer_close(w, ERR));
 	test_write_file("store/blobs/sha256/.tmp-123", "junk");
 	test_write_file(
-	        "store/blobs/sha256/E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B"
-	        "7852B855",
-	        "junk");
+		"store/blobs/sha256/E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B"
+		"7852B855",
+		"junk");
 	ASSERT_OK(mkdir("store/blobs/sha256/"
 	                "0000000000000000000000000000000000000000000000000000000000000000",
 	                0755));
@@ -808,7 +808,7 @@ static void run_threads(bool same_ref, const char *expected)
 	pthread_barrier_init(&start, NULL, N);
 	for (int i = 0; i < N; i++) {
 		jobs[i] = (struct ingest_job){
-		        .s = s, .data = data, .expected = expected, .start = &start};
+			.s = s, .data = data, .expected = expected, .start = &start};
 		snprintf(jobs[i].ref, sizeof(jobs[i].ref), same_ref ? "shared" : "ref-%d", i);
 		ASSERT_OK(-pthread_create(&th[i], NULL, ingest_thread, &jobs[i]));
 	}
@@ -892,7 +892,7 @@ static void run_processes(bool same_ref, bool with_expected)
 		if (read(go[0], &c, 1) != 0)
 			_exit(9);
 		struct ingest_job j = {
-		        .s = s, .data = data, .expected = with_expected ? d.str : NULL};
+			.s = s, .data = data, .expected = with_expected ? d.str : NULL};
 		snprintf(j.ref, sizeof(j.ref), same_ref ? "shared" : "ref-%d", i);
 		ingest_job_run(&j);
 		if (j.result < 0)
@@ -1015,9 +1015,9 @@ TEST(reconcile)
 	ASSERT_OK(mkdir("store/ingest/not-a-key", 0755));
 	/* An ingest dir without ref: young ones may be a writer between mkdir and lock. */
 	const char *old =
-	        "store/ingest/2222222222222222222222222222222222222222222222222222222222222222";
+		"store/ingest/2222222222222222222222222222222222222222222222222222222222222222";
 	const char *young =
-	        "store/ingest/3333333333333333333333333333333333333333333333333333333333333333";
+		"store/ingest/3333333333333333333333333333333333333333333333333333333333333333";
 	ASSERT_OK(mkdir(old, 0755));
 	ASSERT_OK(mkdir(young, 0755));
 	struct timespec ts[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};

@@ -70,5 +70,10 @@ const char *cli_format_size(uint64_t bytes, char *buf, size_t len);
 /* cli_format_time() - local "YYYY-MM-DD HH:MM:SS" of @ns into @buf. */
 const char *cli_format_time(int64_t ns, char *buf, size_t len);
 
-/* The command tables, one file each. */
+/* cli_mounts_json() - a mount spec list as a JSON array (new reference; NULL on OOM). */
+json_t *cli_mounts_json(const cairn_mount *m, size_t n);
+
+/* The command tables and commands, one file per group. */
 extern const struct cli_command cmd_content[];
+extern const struct cli_command cmd_snapshot[];
+int cmd_umount(struct cli *cli, int argc, char **argv);

@@ -170,12 +170,12 @@ static int info(struct cli *cli, int argc, char **argv)
 }
 
 const struct cli_command cmd_content[] = {
-        {"add", "FILE", "add a file (or - for standard input) to the store; prints its digest",
+	{"add", "FILE", "add a file (or - for standard input) to the store; prints its digest",
          NULL, add, NULL},
-        {"ls", "", "list the blobs in the store",
+	{"ls", "", "list the blobs in the store",
          "Columns: digest, size, creation time. -q prints digests only.\n", ls, NULL},
-        {"cat", "DIGEST", "write a blob's bytes to standard output", NULL, cat, NULL},
-        {"rm", "DIGEST...", "remove blobs", NULL, rm, NULL},
-        {"info", "DIGEST", "show a blob's size and creation time", NULL, info, NULL},
-        {0},
+	{"cat", "DIGEST", "write a blob's bytes to standard output", NULL, cat, NULL},
+	{"rm", "DIGEST...", "remove blobs", NULL, rm, NULL},
+	{"info", "DIGEST", "show a blob's size and creation time", NULL, info, NULL},
+	{0},
 };

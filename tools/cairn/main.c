@@ -15,36 +15,39 @@ static int cmd_version(struct cli *cli, int argc, char **argv);
 static int cmd_help(struct cli *cli, int argc, char **argv);
 
 static const struct cli_command commands[] = {
-        {"content", "COMMAND", "add, list, read and remove blobs", NULL, NULL, cmd_content},
-        {"version", "", "print the version", NULL, cmd_version, NULL},
-        {"help", "[COMMAND]", "show help for a command", NULL, cmd_help, NULL},
-        {0},
+	{"content", "COMMAND", "add, list, read and remove blobs", NULL, NULL, cmd_content},
+	{"snapshot", "COMMAND", "prepare, view, commit, mount and remove snapshots", NULL, NULL,
+	 cmd_snapshot},
+	{"umount", "TARGET...", "unmount what cairn mounted on TARGET", NULL, cmd_umount, NULL},
+	{"version", "", "print the version", NULL, cmd_version, NULL},
+	{"help", "[COMMAND]", "show help for a command", NULL, cmd_help, NULL},
+	{0},
 };
 
 static const struct cli_command top = {"", "COMMAND", "", NULL, NULL, commands};
 
 static const char global_help[] =
-        "Global options (accepted anywhere on the line):\n"
-        "  --root DIR          store directory (default: $CAIRN_ROOT, /var/lib/cairn as root,\n"
-        "                      $XDG_DATA_HOME/cairn otherwise)\n"
-        "  --snapshotter NAME  overlay or native (default: overlay where it mounts)\n"
-        "  --json              print one JSON document on stdout and nothing else\n"
-        "  -q, --quiet         print only what scripts need\n"
-        "  -v, --verbose       more detail (repeat for debug logs on stderr)\n"
-        "  -h, --help          help for the command\n"
-        "\n"
-        "Exit codes: 0 ok, 1 failed, 2 usage error, 3 not found, 4 store busy.\n";
+	"Global options (accepted anywhere on the line):\n"
+	"  --root DIR          store directory (default: $CAIRN_ROOT, /var/lib/cairn as root,\n"
+	"                      $XDG_DATA_HOME/cairn otherwise)\n"
+	"  --snapshotter NAME  overlay or native (default: overlay where it mounts)\n"
+	"  --json              print one JSON document on stdout and nothing else\n"
+	"  -q, --quiet         print only what scripts need\n"
+	"  -v, --verbose       more detail (repeat for debug logs on stderr)\n"
+	"  -h, --help          help for the command\n"
+	"\n"
+	"Exit codes: 0 ok, 1 failed, 2 usage error, 3 not found, 4 store busy.\n";
 
 enum { OPT_ROOT = 0x1000, OPT_SNAPSHOTTER, OPT_JSON, OPT_VERSION };
 
 static const struct option global_opts[] = {
-        {"root", required_argument, NULL, OPT_ROOT},
-        {"snapshotter", required_argument, NULL, OPT_SNAPSHOTTER},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"quiet", no_argument, NULL, 'q'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {0},
+	{"root", required_argument, NULL, OPT_ROOT},
+	{"snapshotter", required_argument, NULL, OPT_SNAPSHOTTER},
+	{"json", no_argument, NULL, OPT_JSON},
+	{"quiet", no_argument, NULL, 'q'},
+	{"verbose", no_argument, NULL, 'v'},
+	{"help", no_argument, NULL, 'h'},
+	{0},
 };
 
 static void print_help(struct cli *cli, FILE *out)
@@ -193,9 +196,9 @@ int cli_open_store(struct cli *cli, unsigned flags)
 		root = def;
 	}
 	cairn_store_options opts = {
-	        .version = CAIRN_STORE_OPTIONS_VERSION,
-	        .flags = flags | (getenv("CAIRN_NOWAIT") ? CAIRN_STORE_NOWAIT : 0),
-	        .snapshotter = cli->snapshotter,
+		.version = CAIRN_STORE_OPTIONS_VERSION,
+		.flags = flags | (getenv("CAIRN_NOWAIT") ? CAIRN_STORE_NOWAIT : 0),
+		.snapshotter = cli->snapshotter,
 	};
 	cairn_error *e = NULL;
 	int r = cairn_store_open(root, &opts, &cli->store, &e);
