@@ -31,7 +31,7 @@ CAIRN_PUBLIC cairn_mount *cairn_mounts_free(cairn_mount *m, size_t n);
  * Errors: -ENOMEM.
  */
 CAIRN_PUBLIC int cairn_mounts_readonly(const cairn_mount *m, size_t n, cairn_mount **ret,
-				       cairn_error **reterr);
+                                       cairn_error **reterr);
 
 /*
  * cairn_mount_apply() - mount @n specs in order onto the existing directory @target (root only).
@@ -40,7 +40,7 @@ CAIRN_PUBLIC int cairn_mounts_readonly(const cairn_mount *m, size_t n, cairn_mou
  * Errors: -errno of mount(2) naming @target and the mount type; -ENOENT when @target is missing.
  */
 CAIRN_PUBLIC int cairn_mount_apply(const cairn_mount *m, size_t n, const char *target,
-				   cairn_error **reterr);
+                                   cairn_error **reterr);
 
 /* cairn_unmount() - unmount everything stacked on @target. Errors: -EINVAL "'T' is not a mount
  * point"; -errno of umount2(2) naming @target. */

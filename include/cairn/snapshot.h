@@ -49,17 +49,16 @@ CAIRN_PUBLIC const char *cairn_snapshotter_name(cairn_store *store);
 /* cairn_snapshot_prepare() - a new active snapshot @key on committed @parent (NULL or "": empty)
  * and its mounts (*@ret_mounts, caller frees with cairn_mounts_free; both may be NULL). */
 CAIRN_PUBLIC int cairn_snapshot_prepare(cairn_store *store, const char *key, const char *parent,
-					cairn_mount **ret_mounts, size_t *ret_n,
-					cairn_error **reterr);
+                                        cairn_mount **ret_mounts, size_t *ret_n,
+                                        cairn_error **reterr);
 
 /* cairn_snapshot_view() - as prepare, read-only. */
 CAIRN_PUBLIC int cairn_snapshot_view(cairn_store *store, const char *key, const char *parent,
-				     cairn_mount **ret_mounts, size_t *ret_n,
-				     cairn_error **reterr);
+                                     cairn_mount **ret_mounts, size_t *ret_n, cairn_error **reterr);
 
 /* cairn_snapshot_commit() - active @key becomes committed @name (same data, O(1)); @key is gone. */
 CAIRN_PUBLIC int cairn_snapshot_commit(cairn_store *store, const char *name, const char *key,
-				       cairn_error **reterr);
+                                       cairn_error **reterr);
 
 /* cairn_snapshot_remove() - remove @key; its name is reusable at once. The error message of a
  * snapshot with children says "remove". */
@@ -67,12 +66,12 @@ CAIRN_PUBLIC int cairn_snapshot_remove(cairn_store *store, const char *key, cair
 
 /* cairn_snapshot_mounts() - the mounts of active or view @key (caller frees). */
 CAIRN_PUBLIC int cairn_snapshot_mounts(cairn_store *store, const char *key, cairn_mount **ret,
-				       size_t *ret_n, cairn_error **reterr);
+                                       size_t *ret_n, cairn_error **reterr);
 
 /* cairn_snapshot_usage() - bytes and inodes of @key's own layer: live for active, recorded for
  * committed, zero for views. */
 CAIRN_PUBLIC int cairn_snapshot_usage(cairn_store *store, const char *key, int64_t *ret_size,
-				      int64_t *ret_inodes, cairn_error **reterr);
+                                      int64_t *ret_inodes, cairn_error **reterr);
 
 /* A walk callback: @info is borrowed for the call; a negative return stops the walk. */
 typedef int (*cairn_snapshot_walk_fn)(const cairn_snapshot_info *info, void *userdata);
@@ -82,13 +81,12 @@ typedef int (*cairn_snapshot_walk_fn)(const cairn_snapshot_info *info, void *use
  * @fn may call other cairn_snapshot_* functions. Errors: -EINVAL for a filter that does not
  * parse. */
 CAIRN_PUBLIC int cairn_snapshot_walk(cairn_store *store, const char *const *filters,
-				     size_t n_filters, cairn_snapshot_walk_fn fn, void *userdata,
-				     cairn_error **reterr);
+                                     size_t n_filters, cairn_snapshot_walk_fn fn, void *userdata,
+                                     cairn_error **reterr);
 
 /* cairn_snapshot_stat() - the info of @key through @fn (called once, info borrowed). */
-CAIRN_PUBLIC int cairn_snapshot_stat(cairn_store *store, const char *key,
-				     cairn_snapshot_walk_fn fn, void *userdata,
-				     cairn_error **reterr);
+CAIRN_PUBLIC int cairn_snapshot_stat(cairn_store *store, const char *key, cairn_snapshot_walk_fn fn,
+                                     void *userdata, cairn_error **reterr);
 
 #ifdef __cplusplus
 }

@@ -19,7 +19,7 @@
 
 typedef struct meta_db meta_db;
 
-#define META_SCHEMA_VERSION 1
+#define META_SCHEMA_VERSION 2
 
 /*
  * meta_open() - open or create the database at @path (an ordinary path: the store has already

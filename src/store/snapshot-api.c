@@ -12,11 +12,11 @@
 _Static_assert(sizeof(cairn_mount) == sizeof(struct snap_mount), "mount layout");
 _Static_assert(offsetof(cairn_mount, type) == offsetof(struct snap_mount, type), "mount layout");
 _Static_assert(offsetof(cairn_mount, source) == offsetof(struct snap_mount, source),
-	       "mount layout");
+               "mount layout");
 _Static_assert(offsetof(cairn_mount, options) == offsetof(struct snap_mount, options),
-	       "mount layout");
+               "mount layout");
 _Static_assert(offsetof(cairn_mount, n_options) == offsetof(struct snap_mount, n_options),
-	       "mount layout");
+               "mount layout");
 
 cairn_mount *cairn_mounts_free(cairn_mount *m, size_t n)
 {
@@ -29,7 +29,7 @@ int cairn_mounts_readonly(const cairn_mount *m, size_t n, cairn_mount **ret, cai
 	if (!ret || (n && !m))
 		return err_set(reterr, -EINVAL, "read-only mounts: invalid arguments");
 	return snap_mounts_readonly((const struct snap_mount *)m, n, (struct snap_mount **)ret,
-				    reterr);
+	                            reterr);
 }
 
 int cairn_mount_apply(const cairn_mount *m, size_t n, const char *target, cairn_error **reterr)
@@ -65,27 +65,27 @@ static int check(cairn_store *store, const char *key, const char *what, cairn_er
 }
 
 int cairn_snapshot_prepare(cairn_store *store, const char *key, const char *parent,
-			   cairn_mount **ret_mounts, size_t *ret_n, cairn_error **reterr)
+                           cairn_mount **ret_mounts, size_t *ret_n, cairn_error **reterr)
 {
 	int r = check(store, key, "prepare snapshot", reterr);
 	if (r < 0)
 		return r;
 	return snap_prepare(store->snap, key, parent, NULL, 0, (struct snap_mount **)ret_mounts,
-			    ret_n, reterr);
+	                    ret_n, reterr);
 }
 
 int cairn_snapshot_view(cairn_store *store, const char *key, const char *parent,
-			cairn_mount **ret_mounts, size_t *ret_n, cairn_error **reterr)
+                        cairn_mount **ret_mounts, size_t *ret_n, cairn_error **reterr)
 {
 	int r = check(store, key, "view snapshot", reterr);
 	if (r < 0)
 		return r;
-	return snap_view(store->snap, key, parent, NULL, 0, (struct snap_mount **)ret_mounts,
-			 ret_n, reterr);
+	return snap_view(store->snap, key, parent, NULL, 0, (struct snap_mount **)ret_mounts, ret_n,
+	                 reterr);
 }
 
 int cairn_snapshot_commit(cairn_store *store, const char *name, const char *key,
-			  cairn_error **reterr)
+                          cairn_error **reterr)
 {
 	int r = check(store, key, "commit snapshot", reterr);
 	if (r < 0 || (r = check(store, name, "commit snapshot", reterr)) < 0)
@@ -100,7 +100,7 @@ int cairn_snapshot_remove(cairn_store *store, const char *key, cairn_error **ret
 }
 
 int cairn_snapshot_mounts(cairn_store *store, const char *key, cairn_mount **ret, size_t *ret_n,
-			  cairn_error **reterr)
+                          cairn_error **reterr)
 {
 	int r = check(store, key, "snapshot mounts", reterr);
 	if (r < 0)
@@ -109,7 +109,7 @@ int cairn_snapshot_mounts(cairn_store *store, const char *key, cairn_mount **ret
 }
 
 int cairn_snapshot_usage(cairn_store *store, const char *key, int64_t *ret_size,
-			 int64_t *ret_inodes, cairn_error **reterr)
+                         int64_t *ret_inodes, cairn_error **reterr)
 {
 	int r = check(store, key, "snapshot usage", reterr);
 	if (r < 0)
@@ -156,7 +156,7 @@ static int walk_one(const snap_info *i, void *userdata)
 }
 
 int cairn_snapshot_walk(cairn_store *store, const char *const *filters, size_t n_filters,
-			cairn_snapshot_walk_fn fn, void *userdata, cairn_error **reterr)
+                        cairn_snapshot_walk_fn fn, void *userdata, cairn_error **reterr)
 {
 	if (!store || !fn)
 		return err_set(reterr, -EINVAL, "walk snapshots: invalid arguments");
@@ -165,7 +165,7 @@ int cairn_snapshot_walk(cairn_store *store, const char *const *filters, size_t n
 }
 
 int cairn_snapshot_stat(cairn_store *store, const char *key, cairn_snapshot_walk_fn fn,
-			void *userdata, cairn_error **reterr)
+                        void *userdata, cairn_error **reterr)
 {
 	int r = check(store, key, "stat snapshot", reterr);
 	if (r < 0)

@@ -14,7 +14,7 @@ static int check_key(struct cli *cli, const char *what, const char *key)
 {
 	if (!*key || strchr(key, '/') || strstr(key, "..") || strlen(key) > 4096) {
 		fprintf(stderr, "cairn: invalid %s '%s': must be non-empty, without '/' or '..'\n",
-			what, key);
+		        what, key);
 		return EXIT_FAIL;
 	}
 	return 0;
@@ -45,7 +45,7 @@ json_t *cli_mounts_json(const cairn_mount *m, size_t n)
 		for (size_t k = 0; opts && k < m[i].n_options; k++)
 			json_array_append_new(opts, json_string(m[i].options[k]));
 		json_array_append_new(arr, json_pack("{ss ss so}", "type", m[i].type, "source",
-						     m[i].source, "options", opts));
+		                                     m[i].source, "options", opts));
 	}
 	return arr;
 }
@@ -55,7 +55,8 @@ static int print_created(struct cli *cli, const char *key, cairn_mount *m, size_
 {
 	int rc = EXIT_OK;
 	if (cli->json)
-		rc = cli_json_print(json_pack("{ss so}", "key", key, "mounts", cli_mounts_json(m, n)));
+		rc = cli_json_print(
+			json_pack("{ss so}", "key", key, "mounts", cli_mounts_json(m, n)));
 	else if (!cli->quiet)
 		printf("%s\n", key);
 	cairn_mounts_free(m, n);
@@ -71,7 +72,7 @@ static int prepare(struct cli *cli, int argc, char **argv)
 	size_t n = 0;
 	cairn_error *e = NULL;
 	if (cairn_snapshot_prepare(cli->store, argv[i], i + 1 < argc ? argv[i + 1] : NULL, &m, &n,
-				   &e) < 0)
+	                           &e) < 0)
 		return cli_fail(cli, e);
 	return print_created(cli, argv[i], m, n);
 }
@@ -154,7 +155,7 @@ static int usage(struct cli *cli, int argc, char **argv)
 		return cli_fail(cli, e);
 	if (cli->json)
 		return cli_json_print(json_pack("{ss sI sI}", "key", argv[i], "size",
-						(json_int_t)size, "inodes", (json_int_t)inodes));
+		                                (json_int_t)size, "inodes", (json_int_t)inodes));
 	char buf[32];
 	printf("%s\t%s\t%lld inodes\n", argv[i], cli_format_size((uint64_t)size, buf, sizeof(buf)),
 	       (long long)inodes);
@@ -195,8 +196,9 @@ struct ls_state {
 
 static const char *kind_name(cairn_snapshot_kind k)
 {
-	return k == CAIRN_SNAPSHOT_VIEW ? "view" : k == CAIRN_SNAPSHOT_ACTIVE ? "active"
-									 : "committed";
+	return k == CAIRN_SNAPSHOT_VIEW     ? "view"
+	       : k == CAIRN_SNAPSHOT_ACTIVE ? "active"
+	                                    : "committed";
 }
 
 static int ls_one(const cairn_snapshot_info *info, void *userdata)
@@ -206,15 +208,15 @@ static int ls_one(const cairn_snapshot_info *info, void *userdata)
 		json_t *labels = json_object();
 		for (size_t k = 0; labels && k < info->n_labels; k++)
 			json_object_set_new(labels, info->label_keys[k],
-					    json_string(info->label_values[k]));
+			                    json_string(info->label_values[k]));
 		return json_array_append_new(
 			       st->list,
 			       json_pack("{ss ss ss sI sI so}", "name", info->name, "kind",
-					 kind_name(info->kind), "parent", info->parent, "created_ns",
-					 (json_int_t)info->created_ns, "updated_ns",
-					 (json_int_t)info->updated_ns, "labels", labels)) < 0
-			       ? -ENOMEM
-			       : 0;
+		                         kind_name(info->kind), "parent", info->parent,
+		                         "created_ns", (json_int_t)info->created_ns, "updated_ns",
+		                         (json_int_t)info->updated_ns, "labels", labels)) < 0
+		               ? -ENOMEM
+		               : 0;
 	}
 	if (st->cli->quiet)
 		printf("%s\n", info->name);
@@ -233,7 +235,7 @@ static int ls(struct cli *cli, int argc, char **argv)
 		printf("%-32s  %-9s  %s\n", "KEY", "KIND", "PARENT");
 	cairn_error *e = NULL;
 	if (cairn_snapshot_walk(cli->store, (const char *const *)argv + i, (size_t)(argc - i),
-				ls_one, &st, &e) < 0) {
+	                        ls_one, &st, &e) < 0) {
 		json_decref(st.list);
 		return cli_fail(cli, e);
 	}
@@ -242,20 +244,20 @@ static int ls(struct cli *cli, int argc, char **argv)
 
 const struct cli_command cmd_snapshot[] = {
 	{"ls", "[FILTER...]", "list snapshots",
-	 "Filters use containerd's syntax: name==K, parent==P, kind==committed, labels.KEY~=RE;\n"
-	 "a comma joins conditions, several filters match any of them.\n",
-	 ls, NULL},
+         "Filters use containerd's syntax: name==K, parent==P, kind==committed, labels.KEY~=RE;\n"
+         "a comma joins conditions, several filters match any of them.\n",
+         ls, NULL},
 	{"prepare", "KEY [PARENT]", "create an active (writable) snapshot on a committed parent",
-	 NULL, prepare, NULL},
+         NULL, prepare, NULL},
 	{"view", "KEY PARENT", "create a read-only view of a committed snapshot", NULL, view, NULL},
 	{"commit", "NAME KEY", "commit active snapshot KEY as NAME (no data is copied)", NULL,
-	 commit, NULL},
+         commit, NULL},
 	{"rm", "KEY...", "remove snapshots (not ones that have children)", NULL, rm, NULL},
-	{"mounts", "KEY", "print the mount spec of an active or view snapshot as JSON", NULL, mounts,
-	 NULL},
+	{"mounts", "KEY", "print the mount spec of an active or view snapshot as JSON", NULL,
+         mounts, NULL},
 	{"usage", "KEY", "show the disk usage of a snapshot's own layer", NULL, usage, NULL},
 	{"mount", "KEY TARGET", "mount an active or view snapshot on TARGET (created if missing)",
-	 NULL, mount_cmd, NULL},
+         NULL, mount_cmd, NULL},
 	{0},
 };
 

@@ -17,7 +17,7 @@ static int cmd_help(struct cli *cli, int argc, char **argv);
 static const struct cli_command commands[] = {
 	{"content", "COMMAND", "add, list, read and remove blobs", NULL, NULL, cmd_content},
 	{"snapshot", "COMMAND", "prepare, view, commit, mount and remove snapshots", NULL, NULL,
-	 cmd_snapshot},
+         cmd_snapshot},
 	{"umount", "TARGET...", "unmount what cairn mounted on TARGET", NULL, cmd_umount, NULL},
 	{"version", "", "print the version", NULL, cmd_version, NULL},
 	{"help", "[COMMAND]", "show help for a command", NULL, cmd_help, NULL},

@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The insides of the cache manager, shared by the files of src/cache.
+ *
+ * The database is the record of truth; memory holds only what is per process: the records that
+ * are in use here (an `entry` per record with live refs or internal holds), their views and the
+ * locks. An entry exists while handles + pins > 0 and is freed by entry_put() when both drop to
+ * zero. Invariants (under the manager lock):
+ *   - a mutable has at most one handle, and while it has one it has no committed partner;
+ *   - while a lazy immutable has handles, its mutable has none;
+ *   - the entries of a pair, when both exist, share one struct rec_lock.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "base/flight.h"
+#include "cairn/cache.h"
+#include "meta/records.h"
+#include "snapshot/snapshotter.h"
+#include "store/store.h"
+
+#define CACHE_ID_MAX 64
+#define CACHE_TABLE  256
+
+/* A record lock, shared by the two halves of a lazy pair. */
+struct rec_lock {
+	pthread_mutex_t mu;
+	unsigned refs; /* entries using it; under the manager lock */
+};
+
+/* A record in use in this process. */
+struct entry {
+	struct entry *next; /* hash chain */
+	char id[CACHE_ID_MAX + 1];
+	bool is_mutable;
+	struct rec_lock *lock;
+	/* under the manager lock: */
+	unsigned handles;  /* live refs */
+	unsigned triggers; /* live refs whose release counts a use */
+	unsigned pins;     /* internal holds: a parent being used, a teardown in flight */
+	/* under lock->mu (or the manager lock once handles is 0): */
+	char *view; /* the shared read-only view snapshot, NULL when none */
+	struct snap_mount *view_mounts;
+	size_t n_view_mounts;
+};
+
+struct cairn_cache {
+	cairn_store *store;   /* borrowed */
+	snapshotter *snap;    /* borrowed from the store */
+	meta_db *db;          /* borrowed from the store */
+	const char *driver;   /* snap_driver_name() */
+	pthread_mutex_t lock; /* the manager lock */
+	pthread_mutex_t prune_lock;
+	struct entry *table[CACHE_TABLE];
+	flight_group *flight;
+	unsigned refs; /* 1 until closed, + 1 per allocated ref; under the manager lock */
+	bool closed;
+	int64_t pid, pid_start; /* this process, for the leases of views */
+};
+
+struct cairn_ref {
+	cairn_cache *cache;
+	struct entry *e; /* NULL once released or consumed */
+	char id[CACHE_ID_MAX + 1];
+	bool is_mutable;
+	bool released; /* under the manager lock */
+	bool consumed; /* a mutable ref that was committed */
+	bool trigger;
+};
+
+/* Deferred work: what a call decided under the manager lock and does after dropping it. */
+struct cache_work {
+	char *view; /* a view to remove (snapshot and lease) */
+	struct snap_mount *view_mounts;
+	size_t n_view_mounts;
+	char *remove[2]; /* tombstoned records to remove, in this order */
+	size_t n_remove;
+	struct entry *unpin[3]; /* entries pinned until the work is done */
+	size_t n_unpin;
+};
+
+/* ---- manager.c ---- */
+
+/* cache_new_id() - a fresh random record id (25 of [0-9a-z]) into @buf. */
+void cache_new_id(char buf[CAIRN_RECORD_ID_LEN + 1]);
+
+/* cache_id_valid() - whether @id may name a record: 1-64 bytes of [A-Za-z0-9_.-]. */
+bool cache_id_valid(const char *id);
+
+/* cache_check_open() - -EBADF naming the store once @c was closed. */
+int cache_check_open(cairn_cache *c, cairn_error **reterr);
+
+/* cache_ref_check() - -EINVAL for a ref that cannot be used (released, committed), -EBADF after
+ * close. @what names the operation. */
+int cache_ref_check(const cairn_ref *ref, const char *what, cairn_error **reterr);
+
+/* The manager lock. */
+void cache_lock(cairn_cache *c);
+void cache_unlock(cairn_cache *c);
+
+/* entry_find() - the entry of @id, or NULL. Manager lock held. */
+struct entry *entry_find(cairn_cache *c, const char *id);
+
+/* entry_acquire() - the entry of @id, made if missing (sharing the lock of @partner's entry when
+ * that exists). NULL on OOM. Manager lock held; the caller adds a handle or a pin at once. */
+struct entry *entry_acquire(cairn_cache *c, const char *id, bool is_mutable, const char *partner);
+
+/* entry_put() - free @e if nothing holds it any longer. Manager lock held. */
+void entry_put(cairn_cache *c, struct entry *e);
+
+/* entry_busy() - whether @e (may be NULL) holds its record. */
+static inline bool entry_busy(const struct entry *e)
+{
+	return e && (e->handles || e->pins);
+}
+
+/* cache_ref_new() - a new ref on @e (handles + 1). NULL on OOM. Manager lock held. */
+cairn_ref *cache_ref_new(cairn_cache *c, struct entry *e, bool is_mutable, bool trigger);
+
+/* cache_ref_drop_locked() - undo cache_ref_new() (a call that failed later). Manager lock held. */
+void cache_ref_drop_locked(cairn_cache *c, cairn_ref *ref);
+
+/* cache_unref() - drop one reference to @c (the opener's or a ref's); the last one frees it. */
+void cache_unref(cairn_cache *c);
+
+/* cache_load() - the live row @id of this snapshotter into *@ret; -ENOENT "record 'ID' not
+ * found" for a missing, tombstoned or foreign one. */
+int cache_load(cairn_cache *c, meta_tx *tx, const char *id, struct meta_record *ret,
+               cairn_error **reterr);
+
+/* cache_first_mount() - 1 and the first mount target of @id into *@ret_target (caller frees)
+ * when the record has persistent mounts, 0 when not. */
+int cache_first_mount(meta_tx *tx, const char *id, char **ret_target, cairn_error **reterr);
+
+/* cache_proc_alive() - whether process @pid started at @start (clock ticks) still runs. */
+bool cache_proc_alive(int64_t pid, int64_t start);
+
+/* cache_repair() - the open-time repair (see cairn_cache_open()). */
+int cache_repair(cairn_cache *c, cairn_error **reterr);
+
+/* ---- refs.c ---- */
+
+/*
+ * cache_finalize_locked() - make lazy immutable @id own its data (no-op when not lazy).
+ * The record lock of @id held, the manager lock not.
+ */
+int cache_finalize_locked(cairn_cache *c, const char *id, cairn_error **reterr);
+
+/*
+ * cache_unheld_locked() - the record of live row @row just lost its last hold (ref, pin or
+ * persistent mount): apply the cache policy, tombstoning what must go and pinning it in @w.
+ * Manager lock held, inside the write transaction @tx.
+ */
+int cache_unheld_locked(cairn_cache *c, meta_tx *tx, const struct meta_record *row,
+                        struct cache_work *w, cairn_error **reterr);
+
+/* cache_detach_view() - move the view of @e (if any) into @w for removal, pinning @e until the
+ * work is done. Manager lock held; @e has no handles left. */
+void cache_detach_view(struct entry *e, struct cache_work *w);
+
+/* cache_work_run() - do @w without the manager lock (takes it at the end to unpin). Returns the
+ * first error; everything is attempted. */
+int cache_work_run(cairn_cache *c, struct cache_work *w, cairn_error **reterr);
+
+/*
+ * cache_remove_records() - remove the @n tombstoned records @ids in order (children and lazy
+ * immutables before what they point at): their snapshots (when no other live record holds them),
+ * then their rows in one transaction. A snapshot that turns out to have children (someone
+ * started using it) aborts: the tombstones are cleared and -EBUSY names the record.
+ * No manager lock held.
+ */
+int cache_remove_records(cairn_cache *c, char *const *ids, size_t n, cairn_error **reterr);
+
+/* cache_untombstone() - clear the tombstones of @ids (a removal that will not go on). */
+void cache_untombstone(cairn_cache *c, char *const *ids, size_t n);
+
+/* cache_remove_view() - remove view snapshot @key and its lease (missing ones are fine). */
+int cache_remove_view(cairn_cache *c, const char *key, cairn_error **reterr);
+
+/* ---- usage.c ---- */
+
+/* cache_size() - the size of record @id (see cairn_ref_size()); single flight per id. */
+int cache_size(cairn_cache *c, const char *id, int64_t *ret, cairn_error **reterr);
+
+/* cache_record_info_fill() - fill @info from @row and the given facts; -ENOMEM. */
+int cache_record_info_fill(cairn_record_info *info, const struct meta_record *row, bool in_use,
+                           bool shared);

@@ -1,0 +1,835 @@
+/* SPDX-License-Identifier: MIT */
+/* Sizes, record infos, disk usage, prune and remove. */
+#include <string.h>
+#include <sys/types.h>
+
+#include "content/content.h"
+#include "internal.h"
+#include "meta/labels.h"
+#include "snapshot/filter.h"
+
+/* ---- size ---- */
+
+struct size_args {
+	cairn_cache *c;
+	const char *id;
+};
+
+/*
+ * Whether the record of @row is a held mutable (its content may change while we look). Takes the
+ * manager lock, so no transaction may be open (lock order: manager, then database).
+ */
+static bool held_mutable(cairn_cache *c, const struct meta_record *row)
+{
+	if (row->kind != META_RECORD_MUTABLE)
+		return false;
+	cache_lock(c);
+	bool held = entry_busy(entry_find(c, row->id));
+	cache_unlock(c);
+	if (held)
+		return true;
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	_cleanup_free_ char *target = NULL;
+	return meta_tx_begin(c->db, &tx, false, NULL) < 0 ||
+	       cache_first_mount(&tx, row->id, &target, NULL) != 0;
+}
+
+/* One measurement; -EAGAIN when the record changed under it (a finalize renamed its snapshot). */
+static int measure(cairn_cache *c, const char *id, int64_t *ret, cairn_error **reterr)
+{
+	_cleanup_(meta_record_clear) struct meta_record row = {0}, again = {0};
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	int r = meta_tx_begin(c->db, &tx, false, reterr);
+	if (r < 0 || (r = meta_record_get(&tx, id, &row, reterr)) < 0)
+		return r;
+	*ret = 0;
+	if (r == 0)
+		return 0;
+	meta_tx_end(&tx);
+	bool live = held_mutable(c, &row);
+	if (!live && row.size >= 0) {
+		*ret = row.size;
+		return 0;
+	}
+	int64_t total = 0;
+	const char *key = row.equal_mutable ? row.equal_mutable : row.snapshot;
+	if (row.extracted && key) {
+		struct snap_usage u = {0};
+		_cleanup_(cairn_error_freep) cairn_error *err = NULL;
+		r = snap_usage(c->snap, key, &u, &err);
+		if (r == -ENOENT) {
+			if ((r = meta_tx_begin(c->db, &tx, false, reterr)) < 0 ||
+			    (r = meta_record_get(&tx, id, &again, reterr)) < 0)
+				return r;
+			if (r > 0 && again.gen != row.gen)
+				return -EAGAIN;
+			/* Missing data counts nothing (open drops such records). */
+		} else if (r < 0) {
+			return err_set(reterr, r, "size of record '%s': %s", id,
+			               cairn_error_message(err));
+		} else {
+			total += u.size;
+		}
+	}
+	content_blob_info bi;
+	if (row.blob && content_info(c->store->content, row.blob, &bi, NULL) == 0)
+		total += (int64_t)bi.size;
+	if (!live) {
+		meta_tx_end(&tx);
+		if ((r = meta_tx_begin(c->db, &tx, true, reterr)) < 0 ||
+		    (r = meta_record_set_size(&tx, id, row.gen, total, reterr)) < 0 ||
+		    (r = meta_tx_commit(&tx, reterr)) < 0)
+			return r;
+	}
+	*ret = total;
+	return 0;
+}
+
+static int size_work(void *userdata, const atomic_bool *cancelled, int64_t *ret_value,
+                     cairn_error **reterr)
+{
+	struct size_args *a = userdata;
+	int r;
+	for (int attempt = 0; attempt < 4; attempt++)
+		if ((r = measure(a->c, a->id, ret_value, reterr)) != -EAGAIN)
+			return r;
+	return err_set(reterr, -EAGAIN, "size of record '%s': it keeps changing", a->id);
+}
+
+int cache_size(cairn_cache *c, const char *id, int64_t *ret, cairn_error **reterr)
+{
+	/* No cancel flag: this caller always waits, so @args outlives the work. */
+	struct size_args args = {c, id};
+	return flight_do(c->flight, id, size_work, &args, NULL, ret, reterr);
+}
+
+int cairn_ref_size(cairn_ref *ref, int64_t *ret, cairn_error **reterr)
+{
+	int r = cache_ref_check(ref, "size of", reterr);
+	if (r < 0)
+		return r;
+	if (!ret)
+		return err_set(reterr, -EINVAL, "size of '%s': invalid arguments", ref->id);
+	return cache_size(ref->cache, ref->id, ret, reterr);
+}
+
+int cairn_cache_size(cairn_cache *c, const char *id, int64_t *ret, cairn_error **reterr)
+{
+	if (!c || !id || !ret)
+		return err_set(reterr, -EINVAL, "size of record: invalid arguments");
+	int r = cache_check_open(c, reterr);
+	if (r < 0)
+		return r;
+	_cleanup_(meta_record_clear) struct meta_record row = {0};
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	if ((r = meta_tx_begin(c->db, &tx, false, reterr)) < 0 ||
+	    (r = cache_load(c, &tx, id, &row, reterr)) < 0)
+		return r;
+	meta_tx_end(&tx);
+	return cache_size(c, id, ret, reterr);
+}
+
+/* ---- infos ---- */
+
+/* Frees what @x holds and zeroes it. */
+static void info_clear(cairn_record_info *x)
+{
+	char *strs[] = {x->id,          x->parent,        x->description,     x->record_type,
+	                x->snapshot_id, x->equal_mutable, x->equal_immutable, x->blob,
+	                x->diff_id,     x->chain_id,      x->blob_chain_id,   x->media_type};
+	for (size_t j = 0; j < ELEMENTSOF(strs); j++)
+		free(strs[j]);
+	for (size_t j = 0; j < x->n_tags; j++)
+		free(x->tags[j]);
+	free(x->tags);
+	*x = (cairn_record_info){0};
+}
+
+cairn_record_info *cairn_record_infos_free(cairn_record_info *infos, size_t n)
+{
+	if (!infos)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		info_clear(&infos[i]);
+	free(infos);
+	return NULL;
+}
+
+static char *dup_or_null(const char *s, bool *oom)
+{
+	if (!s)
+		return NULL;
+	char *d = strdup(s);
+	if (!d)
+		*oom = true;
+	return d;
+}
+
+int cache_record_info_fill(cairn_record_info *info, const struct meta_record *row, bool in_use,
+                           bool shared)
+{
+	bool oom = false;
+	const char *type = row->record_type && *row->record_type ? row->record_type : "regular";
+	*info = (cairn_record_info){
+		.id = dup_or_null(row->id, &oom),
+		.parent = dup_or_null(row->parent, &oom),
+		.is_mutable = row->kind == META_RECORD_MUTABLE,
+		.in_use = in_use,
+		.shared = shared,
+		.reclaimable = !in_use && !shared,
+		.retain = row->retain,
+		.size = row->size,
+		.created_at = row->created_at,
+		.last_used = row->last_used,
+		.usage_count = row->usage_count,
+		.description = dup_or_null(row->description ? row->description : "", &oom),
+		.record_type = dup_or_null(type, &oom),
+		.snapshot_id =
+			dup_or_null(row->equal_mutable ? row->equal_mutable : row->snapshot, &oom),
+		.equal_mutable = dup_or_null(row->equal_mutable, &oom),
+		.equal_immutable = dup_or_null(row->equal_immutable, &oom),
+		.blob = dup_or_null(row->blob, &oom),
+		.diff_id = dup_or_null(row->diff_id, &oom),
+		.chain_id = dup_or_null(row->chain_id, &oom),
+		.blob_chain_id = dup_or_null(row->blob_chain_id, &oom),
+		.media_type = dup_or_null(row->media_type, &oom),
+		.extracted = row->extracted,
+	};
+	return oom ? -ENOMEM : 0;
+}
+
+/* ---- a scan: every live record with what holds it, under the manager lock ---- */
+
+struct scan {
+	struct meta_record *rows; /* live rows in id order */
+	size_t n;
+	bool *held;   /* a ref or pin in this process, or a persistent mount */
+	bool *in_use; /* held, itself or a descendant, or its lazy partner */
+	bool *shared; /* tagged, itself or a descendant */
+	size_t *n_children;
+	ssize_t *parent;  /* index of the parent row, -1 */
+	ssize_t *partner; /* index of the pair partner row, -1 */
+	struct tag {
+		char *name, *target;
+	} * tags;
+	size_t n_tags;
+};
+
+static void scan_free(struct scan *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		meta_record_clear(&s->rows[i]);
+	for (size_t i = 0; i < s->n_tags; i++) {
+		free(s->tags[i].name);
+		free(s->tags[i].target);
+	}
+	free(s->rows);
+	free(s->held);
+	free(s->in_use);
+	free(s->shared);
+	free(s->n_children);
+	free(s->parent);
+	free(s->partner);
+	free(s->tags);
+	*s = (struct scan){0};
+}
+
+static int cmp_row(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct meta_record *)elem)->id);
+}
+
+static ssize_t scan_find(const struct scan *s, const char *id)
+{
+	if (!id)
+		return -1;
+	const struct meta_record *r = bsearch(id, s->rows, s->n, sizeof(*s->rows), cmp_row);
+	return r ? r - s->rows : -1;
+}
+
+static int scan_row(const struct meta_record *r, void *userdata)
+{
+	struct scan *s = userdata;
+	if (r->deleted)
+		return 0;
+	struct meta_record *nrows = realloc(s->rows, (s->n + 1) * sizeof(*nrows));
+	if (!nrows)
+		return -ENOMEM;
+	s->rows = nrows;
+	/* Move the strings: the walk clears its copy after the callback, so take a deep copy. */
+	struct meta_record *d = &s->rows[s->n];
+	*d = *r;
+	bool oom = false;
+	char **strs[] = {&d->id,
+	                 &d->snapshotter,
+	                 &d->parent,
+	                 &d->equal_mutable,
+	                 &d->equal_immutable,
+	                 &d->snapshot,
+	                 &d->description,
+	                 &d->record_type,
+	                 &d->layer_type,
+	                 &d->blob,
+	                 &d->diff_id,
+	                 &d->media_type,
+	                 &d->chain_id,
+	                 &d->blob_chain_id};
+	for (size_t i = 0; i < ELEMENTSOF(strs); i++)
+		*strs[i] = dup_or_null(*strs[i], &oom);
+	s->n++;
+	return oom ? -ENOMEM : 0;
+}
+
+static int scan_mount(const struct meta_mount *m, void *userdata)
+{
+	struct scan *s = userdata;
+	ssize_t i = scan_find(s, m->record);
+	if (i >= 0)
+		s->held[i] = true;
+	return 0;
+}
+
+static int scan_tag(const char *name, const char *target, void *userdata)
+{
+	struct scan *s = userdata;
+	struct tag *nt = realloc(s->tags, (s->n_tags + 1) * sizeof(*nt));
+	if (!nt)
+		return -ENOMEM;
+	s->tags = nt;
+	nt[s->n_tags] = (struct tag){strdup(name), strdup(target)};
+	s->n_tags++;
+	return nt[s->n_tags - 1].name && nt[s->n_tags - 1].target ? 0 : -ENOMEM;
+}
+
+/* Marks @i and its ancestors (stopping at one already marked: its ancestors are marked). */
+static void mark_up(const struct scan *s, bool *flag, ssize_t i)
+{
+	while (i >= 0 && !flag[i]) {
+		flag[i] = true;
+		i = s->parent[i];
+	}
+}
+
+static int scan_links(cairn_cache *c, struct scan *s)
+{
+	size_t n = s->n ? s->n : 1;
+	s->held = calloc(n, sizeof(bool));
+	s->in_use = calloc(n, sizeof(bool));
+	s->shared = calloc(n, sizeof(bool));
+	s->n_children = calloc(n, sizeof(size_t));
+	s->parent = calloc(n, sizeof(ssize_t));
+	s->partner = calloc(n, sizeof(ssize_t));
+	if (!s->held || !s->in_use || !s->shared || !s->n_children || !s->parent || !s->partner)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n; i++) {
+		s->parent[i] = scan_find(s, s->rows[i].parent);
+		s->partner[i] = scan_find(s, s->rows[i].equal_mutable ? s->rows[i].equal_mutable
+		                                                      : s->rows[i].equal_immutable);
+		if (s->parent[i] >= 0)
+			s->n_children[s->parent[i]]++;
+		s->held[i] = entry_busy(entry_find(c, s->rows[i].id));
+	}
+	return 0;
+}
+
+/* Loads everything a decision needs. Manager lock held, inside @tx. */
+static int scan_load(cairn_cache *c, meta_tx *tx, struct scan *s, cairn_error **reterr)
+{
+	int r = meta_record_list(tx, c->driver, scan_row, s, reterr);
+	if (r >= 0)
+		r = scan_links(c, s);
+	if (r >= 0)
+		r = meta_mount_list(tx, NULL, scan_mount, s, reterr);
+	if (r >= 0)
+		r = meta_tags(tx, scan_tag, s, reterr);
+	if (r == -ENOMEM)
+		return err_set(reterr, r, "scan records: out of memory");
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->held[i]) {
+			/* A held half of a pair holds the other's data too. */
+			mark_up(s, s->in_use, (ssize_t)i);
+			mark_up(s, s->in_use, s->partner[i]);
+		}
+	for (size_t i = 0; i < s->n_tags; i++) {
+		/* A tagged lazy immutable shares its mutable's data: the pair is shared. */
+		ssize_t t = scan_find(s, s->tags[i].target);
+		mark_up(s, s->shared, t);
+		if (t >= 0)
+			mark_up(s, s->shared, s->partner[t]);
+	}
+	return 0;
+}
+
+/* The tags of row @i into @info (sorted: the scan has them in name order). */
+static int fill_tags(const struct scan *s, size_t i, cairn_record_info *info)
+{
+	for (size_t t = 0; t < s->n_tags; t++) {
+		if (strcmp(s->tags[t].target, s->rows[i].id) != 0)
+			continue;
+		char **nt = realloc(info->tags, (info->n_tags + 1) * sizeof(*nt));
+		if (!nt)
+			return -ENOMEM;
+		info->tags = nt;
+		if (!(nt[info->n_tags] = strdup(s->tags[t].name)))
+			return -ENOMEM;
+		info->n_tags++;
+	}
+	return 0;
+}
+
+static int scan_info(const struct scan *s, size_t i, cairn_record_info *info)
+{
+	int r = cache_record_info_fill(info, &s->rows[i], s->in_use[i], s->shared[i]);
+	return r < 0 ? r : fill_tags(s, i, info);
+}
+
+/* Whether row @i is the one a lazy pair shows: the immutable while held, else the mutable. */
+static bool scan_shown(const struct scan *s, size_t i)
+{
+	ssize_t p = s->partner[i];
+	if (p < 0)
+		return true;
+	if (s->rows[i].equal_mutable)
+		return s->held[i];
+	return !s->held[p];
+}
+
+/* ---- info and list ---- */
+
+/* Runs @fn over a scan made under the manager lock. */
+static int with_scan(cairn_cache *c, int (*fn)(struct scan *s, void *userdata), void *userdata,
+                     cairn_error **reterr)
+{
+	struct scan s = {0};
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	cache_lock(c);
+	int r = meta_tx_begin(c->db, &tx, false, reterr);
+	if (r >= 0)
+		r = scan_load(c, &tx, &s, reterr);
+	meta_tx_end(&tx);
+	cache_unlock(c);
+	if (r >= 0)
+		r = fn(&s, userdata);
+	scan_free(&s);
+	return r;
+}
+
+struct info_ctx {
+	const char *id;
+	cairn_record_info *info;
+	cairn_error **reterr;
+};
+
+static int info_fn(struct scan *s, void *userdata)
+{
+	struct info_ctx *ctx = userdata;
+	ssize_t i = scan_find(s, ctx->id);
+	if (i < 0)
+		return err_set(ctx->reterr, -ENOENT, "record '%s' not found", ctx->id);
+	ctx->info = calloc(1, sizeof(*ctx->info));
+	if (!ctx->info || scan_info(s, (size_t)i, ctx->info) < 0) {
+		ctx->info = cairn_record_infos_free(ctx->info, 1);
+		return err_set(ctx->reterr, -ENOMEM, "info of record '%s': out of memory", ctx->id);
+	}
+	return 0;
+}
+
+int cairn_cache_info(cairn_cache *c, const char *id, cairn_record_info **ret, cairn_error **reterr)
+{
+	if (!c || !id || !ret)
+		return err_set(reterr, -EINVAL, "record info: invalid arguments");
+	int r = cache_check_open(c, reterr);
+	if (r < 0)
+		return r;
+	struct info_ctx ctx = {.id = id, .reterr = reterr};
+	if ((r = with_scan(c, info_fn, &ctx, reterr)) < 0)
+		return r;
+	*ret = ctx.info;
+	return 0;
+}
+
+int cairn_ref_info(cairn_ref *ref, cairn_record_info **ret, cairn_error **reterr)
+{
+	int r = cache_ref_check(ref, "info of", reterr);
+	if (r < 0)
+		return r;
+	return cairn_cache_info(ref->cache, ref->id, ret, reterr);
+}
+
+struct list_ctx {
+	cairn_record_info *infos;
+	size_t n;
+	bool usage; /* disk usage: one row per pair */
+	snap_filter *filter;
+	cairn_error **reterr;
+};
+
+static const char *info_field(const char *const *path, size_t n, void *userdata)
+{
+	const cairn_record_info *i = userdata;
+	if (n == 0)
+		return NULL;
+	const char *f = path[0];
+	if (strcmp(f, "id") == 0)
+		return *i->id ? i->id : NULL;
+	if (strcmp(f, "parent") == 0)
+		return i->parent;
+	if (strcmp(f, "description") == 0)
+		return *i->description ? i->description : NULL;
+	if (strcmp(f, "type") == 0)
+		return i->record_type;
+	bool present = strcmp(f, "inuse") == 0       ? i->in_use
+	               : strcmp(f, "mutable") == 0   ? i->is_mutable
+	               : strcmp(f, "immutable") == 0 ? !i->is_mutable
+	               : strcmp(f, "shared") == 0    ? i->shared
+	               : strcmp(f, "private") == 0   ? !i->shared
+	                                             : false;
+	return present ? "" : NULL;
+}
+
+static int list_fn(struct scan *s, void *userdata)
+{
+	struct list_ctx *ctx = userdata;
+	ctx->infos = calloc(s->n ? s->n : 1, sizeof(*ctx->infos));
+	if (!ctx->infos)
+		return err_set(ctx->reterr, -ENOMEM, "list records: out of memory");
+	for (size_t i = 0; i < s->n; i++) {
+		if (ctx->usage && !scan_shown(s, i))
+			continue;
+		cairn_record_info *info = &ctx->infos[ctx->n++];
+		if (scan_info(s, i, info) < 0)
+			return err_set(ctx->reterr, -ENOMEM, "list records: out of memory");
+		/* A held mutable changes while we look: measure it now, never from the record. */
+		if (ctx->usage && info->is_mutable && s->held[i])
+			info->size = -1;
+	}
+	return 0;
+}
+
+int cairn_cache_list(cairn_cache *c, cairn_record_info **ret, size_t *ret_n, cairn_error **reterr)
+{
+	if (!c || !ret || !ret_n)
+		return err_set(reterr, -EINVAL, "list records: invalid arguments");
+	int r = cache_check_open(c, reterr);
+	if (r < 0)
+		return r;
+	struct list_ctx ctx = {.reterr = reterr};
+	if ((r = with_scan(c, list_fn, &ctx, reterr)) < 0) {
+		cairn_record_infos_free(ctx.infos, ctx.n);
+		return r;
+	}
+	*ret = ctx.infos;
+	*ret_n = ctx.n;
+	return 0;
+}
+
+int cairn_cache_disk_usage(cairn_cache *c, const char *const *filters, size_t n_filters,
+                           cairn_record_info **ret, size_t *ret_n, cairn_error **reterr)
+{
+	if (!c || !ret || !ret_n || (n_filters && !filters))
+		return err_set(reterr, -EINVAL, "disk usage: invalid arguments");
+	int r = cache_check_open(c, reterr);
+	if (r < 0)
+		return r;
+	_cleanup_(snap_filter_freep) snap_filter *filter = NULL;
+	if ((r = snap_filter_parse(filters, n_filters, &filter, reterr)) < 0)
+		return err_prefix(reterr, "disk usage");
+	struct list_ctx ctx = {.usage = true, .reterr = reterr};
+	r = with_scan(c, list_fn, &ctx, reterr);
+	size_t kept = 0;
+	for (size_t i = 0; r >= 0 && i < ctx.n; i++) {
+		cairn_record_info *info = &ctx.infos[i];
+		if (!snap_filter_match(filter, info_field, info)) {
+			info_clear(info);
+			continue;
+		}
+		/* Sizes are measured with no lock held (single flight per record). */
+		if (info->size < 0 && (r = cache_size(c, info->id, &info->size, reterr)) < 0)
+			break;
+		if (kept != i) {
+			ctx.infos[kept] = *info;
+			*info = (cairn_record_info){0};
+		}
+		kept++;
+	}
+	if (r < 0) {
+		cairn_record_infos_free(ctx.infos, ctx.n);
+		return r;
+	}
+	*ret = ctx.infos;
+	*ret_n = kept;
+	return 0;
+}
+
+/* ---- remove and prune ---- */
+
+/* -EBUSY when row @i (or, for a pair, its partner) cannot be removed now. */
+static int check_removable(cairn_cache *c, meta_tx *tx, const struct scan *s, size_t i,
+                           cairn_error **reterr)
+{
+	const char *id = s->rows[i].id;
+	if (s->n_children[i]) {
+		char list[256] = "";
+		size_t shown = 0;
+		for (size_t j = 0; j < s->n && shown < 3; j++)
+			if (s->parent[j] == (ssize_t)i) {
+				size_t len = strlen(list);
+				snprintf(list + len, sizeof(list) - len, "%s'%s'",
+				         shown ? ", " : "", s->rows[j].id);
+				shown++;
+			}
+		return err_set(reterr, -EBUSY, "record '%s' has children: %s%s", id, list,
+		               s->n_children[i] > shown ? ", ..." : "");
+	}
+	struct entry *e = entry_find(c, id);
+	if (e && e->handles)
+		return err_set(reterr, -EBUSY,
+		               "record '%s' is in use: %u ref%s open in this process", id,
+		               e->handles, e->handles == 1 ? "" : "s");
+	if (e && e->pins)
+		return err_set(reterr, -EBUSY, "record '%s' is in use by this process", id);
+	_cleanup_free_ char *target = NULL;
+	int r = cache_first_mount(tx, id, &target, reterr);
+	if (r != 0)
+		return r < 0 ? r
+		             : err_set(reterr, -EBUSY, "record '%s' is in use: mounted at '%s'", id,
+		                       target);
+	return 0;
+}
+
+/* The records removing row @i takes (a mutable takes its lazy immutable), in removal order. */
+static size_t removal_set(const struct scan *s, size_t i, bool with_partner, const char *ids[2])
+{
+	ssize_t p = s->partner[i];
+	if (with_partner && p >= 0 && !s->rows[i].equal_mutable) {
+		ids[0] = s->rows[p].id; /* the immutable first: it points at the mutable */
+		ids[1] = s->rows[i].id;
+		return 2;
+	}
+	ids[0] = s->rows[i].id;
+	return 1;
+}
+
+static int tombstone(meta_tx *tx, const char *const *ids, size_t n, char **copies,
+                     cairn_error **reterr)
+{
+	for (size_t k = 0; k < n; k++) {
+		int r = meta_record_set_deleted(tx, ids[k], true, reterr);
+		if (r < 0)
+			return r;
+		if (!(copies[k] = strdup(ids[k])))
+			return err_set(reterr, -ENOMEM, "remove record '%s': out of memory",
+			               ids[k]);
+	}
+	return 0;
+}
+
+struct remove_ctx {
+	cairn_cache *c;
+	meta_tx *tx;
+	const char *id;
+	char *ids[2];
+	size_t n;
+	cairn_error **reterr;
+};
+
+static int remove_fn(struct scan *s, void *userdata)
+{
+	struct remove_ctx *ctx = userdata;
+	ssize_t i = scan_find(s, ctx->id);
+	if (i < 0)
+		return err_set(ctx->reterr, -ENOENT, "record '%s' not found", ctx->id);
+	const char *ids[2];
+	size_t n = removal_set(s, (size_t)i, true, ids);
+	for (size_t k = 0; k < n; k++) {
+		int r = check_removable(ctx->c, ctx->tx, s, (size_t)scan_find(s, ids[k]),
+		                        ctx->reterr);
+		if (r < 0)
+			return r;
+	}
+	ctx->n = n;
+	return tombstone(ctx->tx, ids, n, ctx->ids, ctx->reterr);
+}
+
+int cairn_cache_remove(cairn_cache *c, const char *id, cairn_error **reterr)
+{
+	if (!c || !id)
+		return err_set(reterr, -EINVAL, "remove record: invalid arguments");
+	int r = cache_check_open(c, reterr);
+	if (r < 0)
+		return r;
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	struct scan s = {0};
+	struct remove_ctx ctx = {.c = c, .tx = &tx, .id = id, .reterr = reterr};
+	cache_lock(c);
+	if ((r = meta_tx_begin(c->db, &tx, true, reterr)) >= 0 &&
+	    (r = scan_load(c, &tx, &s, reterr)) >= 0 && (r = remove_fn(&s, &ctx)) >= 0)
+		r = meta_tx_commit(&tx, reterr);
+	meta_tx_end(&tx);
+	cache_unlock(c);
+	scan_free(&s);
+	if (r >= 0)
+		r = cache_remove_records(c, ctx.ids, ctx.n, reterr);
+	for (size_t k = 0; k < 2; k++)
+		free(ctx.ids[k]);
+	return r;
+}
+
+/* A record prune chose: its report and the records to remove. */
+struct victim {
+	cairn_record_info info;
+	char *ids[2];
+	size_t n;
+};
+
+struct prune_ctx {
+	cairn_cache *c;
+	meta_tx *tx;
+	const cairn_prune_options *opts;
+	snap_filter *filter;
+	struct victim *v;
+	size_t n;
+	cairn_error **reterr;
+};
+
+/* Whether prune may take row @i now. */
+static bool prunable(const struct prune_ctx *ctx, const struct scan *s, size_t i)
+{
+	bool all = ctx->opts->flags & CAIRN_PRUNE_ALL;
+	const struct meta_record *row = &s->rows[i];
+	if (!scan_shown(s, i) || s->in_use[i] || s->n_children[i])
+		return false;
+	if (!all && (s->shared[i] || strcmp(row->record_type, "internal") == 0 ||
+	             strcmp(row->record_type, "frontend") == 0))
+		return false;
+	return true;
+}
+
+static int choose_fn(struct scan *s, void *userdata)
+{
+	struct prune_ctx *ctx = userdata;
+	for (size_t i = 0; i < s->n; i++) {
+		if (!prunable(ctx, s, i))
+			continue;
+		struct victim v = {0};
+		if (scan_info(s, i, &v.info) < 0) {
+			info_clear(&v.info);
+			return err_set(ctx->reterr, -ENOMEM, "prune: out of memory");
+		}
+		if (!snap_filter_match(ctx->filter, info_field, &v.info)) {
+			info_clear(&v.info);
+			continue;
+		}
+		const char *ids[2];
+		v.n = removal_set(s, i, true, ids);
+		struct victim *nv = realloc(ctx->v, (ctx->n + 1) * sizeof(*nv));
+		if (!nv) {
+			info_clear(&v.info);
+			return err_set(ctx->reterr, -ENOMEM, "prune: out of memory");
+		}
+		ctx->v = nv;
+		nv[ctx->n++] = v;
+		int r = tombstone(ctx->tx, ids, v.n, nv[ctx->n - 1].ids, ctx->reterr);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static void victims_free(struct prune_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->n; i++) {
+		info_clear(&ctx->v[i].info);
+		for (size_t k = 0; k < ctx->v[i].n; k++)
+			free(ctx->v[i].ids[k]);
+	}
+	free(ctx->v);
+	ctx->v = NULL;
+	ctx->n = 0;
+}
+
+/* One round: choose and tombstone under the manager lock. */
+static int prune_choose(struct prune_ctx *ctx)
+{
+	cairn_cache *c = ctx->c;
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	struct scan s = {0};
+	ctx->tx = &tx;
+	cache_lock(c);
+	int r = meta_tx_begin(c->db, &tx, true, ctx->reterr);
+	if (r >= 0 && (r = scan_load(c, &tx, &s, ctx->reterr)) >= 0 &&
+	    (r = choose_fn(&s, ctx)) >= 0)
+		r = meta_tx_commit(&tx, ctx->reterr);
+	meta_tx_end(&tx);
+	cache_unlock(c);
+	scan_free(&s);
+	ctx->tx = NULL;
+	if (r < 0)
+		victims_free(ctx);
+	return r;
+}
+
+/* Removes the victims of a round, reporting each; returns the count or the first error. */
+static int prune_remove(struct prune_ctx *ctx)
+{
+	int ret = 0, count = 0;
+	bool stopped = false;
+	for (size_t i = 0; i < ctx->n; i++) {
+		struct victim *v = &ctx->v[i];
+		if (stopped) {
+			/* The caller stopped prune: what was chosen but not removed stays. */
+			cache_untombstone(ctx->c, v->ids, v->n);
+			continue;
+		}
+		int64_t size = v->info.size;
+		if (size < 0 && cache_size(ctx->c, v->info.id, &size, NULL) >= 0)
+			v->info.size = size;
+		int r = cache_remove_records(ctx->c, v->ids, v->n, ret < 0 ? NULL : ctx->reterr);
+		if (r < 0) {
+			ret = ret < 0 ? ret : r;
+			continue;
+		}
+		count++;
+		if (ctx->opts->fn && ret >= 0 &&
+		    (r = ctx->opts->fn(&v->info, ctx->opts->userdata)) < 0) {
+			ret = err_set(ctx->reterr, r, "prune: stopped by the caller");
+			stopped = true;
+		}
+	}
+	return ret < 0 ? ret : count;
+}
+
+int cairn_cache_prune(cairn_cache *c, const cairn_prune_options *opts, cairn_error **reterr)
+{
+	cairn_prune_options defaults = {.version = CAIRN_PRUNE_OPTIONS_VERSION};
+	if (!c)
+		return err_set(reterr, -EINVAL, "prune: invalid arguments");
+	if (!opts)
+		opts = &defaults;
+	if (opts->version != CAIRN_PRUNE_OPTIONS_VERSION ||
+	    (opts->flags & ~CAIRN_PRUNE_FLAGS_ALL) || (opts->n_filters && !opts->filters))
+		return err_set(reterr, -EINVAL, "prune: unknown options");
+	int r = cache_check_open(c, reterr);
+	if (r < 0)
+		return r;
+	struct prune_ctx ctx = {.c = c, .opts = opts, .reterr = reterr};
+	if ((r = snap_filter_parse(opts->filters, opts->n_filters, &ctx.filter, reterr)) < 0)
+		return err_prefix(reterr, "prune");
+	int total = 0;
+	pthread_mutex_lock(&c->prune_lock);
+	/* Removing a record frees its parent: go round until a round finds nothing. */
+	for (;;) {
+		if ((r = prune_choose(&ctx)) < 0 || ctx.n == 0)
+			break;
+		r = prune_remove(&ctx);
+		victims_free(&ctx);
+		if (r < 0)
+			break;
+		total += r;
+	}
+	pthread_mutex_unlock(&c->prune_lock);
+	snap_filter_free(ctx.filter);
+	return r < 0 ? r : total;
+}
