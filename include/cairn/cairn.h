@@ -9,5 +9,6 @@
 #include "cairn/content.h"
 #include "cairn/mount.h"
 #include "cairn/snapshot.h"
+#include "cairn/cache.h"
 
 #endif

@@ -26,6 +26,7 @@ struct cli {
 	const char *prog; /* "cairn content add": for messages and usage */
 	const struct cli_command *cmd;
 	cairn_store *store;
+	cairn_cache *cache; /* opened by cli_open_cache(); closed by main before the store */
 };
 
 struct cli_command {
@@ -76,4 +77,7 @@ json_t *cli_mounts_json(const cairn_mount *m, size_t n);
 /* The command tables and commands, one file per group. */
 extern const struct cli_command cmd_content[];
 extern const struct cli_command cmd_snapshot[];
-int cmd_umount(struct cli *cli, int argc, char **argv);
+extern const struct cli_command cmd_cache[]; /* top-level: new, commit, mount, ls, ... */
+
+/* cli_open_cache() - open the store (as cli_open_store) and its cache manager. */
+int cli_open_cache(struct cli *cli, unsigned flags);

@@ -260,26 +260,3 @@ const struct cli_command cmd_snapshot[] = {
          NULL, mount_cmd, NULL},
 	{0},
 };
-
-int cmd_umount(struct cli *cli, int argc, char **argv)
-{
-	int i = cli_parse(cli, argc, argv, NULL, NULL, NULL, NULL);
-	if (i < 0)
-		return EXIT_USAGE;
-	int r = cli_nargs(cli, argc - i, 1, -1);
-	if (r)
-		return r;
-	int rc = EXIT_OK;
-	for (; i < argc; i++) {
-		cairn_error *e = NULL;
-		if (cairn_unmount(argv[i], &e) < 0) {
-			r = cli_fail(cli, e);
-			rc = rc ? rc : r;
-		} else if (!cli->quiet && !cli->json) {
-			printf("unmounted %s\n", argv[i]);
-		}
-	}
-	if (cli->json && rc == EXIT_OK)
-		return cli_json_print(json_pack("{sb}", "unmounted", 1));
-	return rc;
-}

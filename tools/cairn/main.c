@@ -18,7 +18,6 @@ static const struct cli_command commands[] = {
 	{"content", "COMMAND", "add, list, read and remove blobs", NULL, NULL, cmd_content},
 	{"snapshot", "COMMAND", "prepare, view, commit, mount and remove snapshots", NULL, NULL,
          cmd_snapshot},
-	{"umount", "TARGET...", "unmount what cairn mounted on TARGET", NULL, cmd_umount, NULL},
 	{"version", "", "print the version", NULL, cmd_version, NULL},
 	{"help", "[COMMAND]", "show help for a command", NULL, cmd_help, NULL},
 	{0},
@@ -63,6 +62,9 @@ static void print_help(struct cli *cli, FILE *out)
 		fprintf(out, "\n%s", c->help);
 	if (c->subs) {
 		fprintf(out, "\nCommands:\n");
+		if (c->subs == commands)
+			for (const struct cli_command *s = cmd_cache; s->name; s++)
+				fprintf(out, "  %-12s %s\n", s->name, s->summary);
 		for (const struct cli_command *s = c->subs; s->name; s++)
 			fprintf(out, "  %-12s %s\n", s->name, s->summary);
 	}
@@ -206,6 +208,17 @@ int cli_open_store(struct cli *cli, unsigned flags)
 	return r < 0 ? cli_fail(cli, e) : 0;
 }
 
+int cli_open_cache(struct cli *cli, unsigned flags)
+{
+	int r = cli->store ? 0 : cli_open_store(cli, flags);
+	if (r)
+		return r;
+	cairn_error *e = NULL;
+	if (cairn_cache_open(cli->store, &cli->cache, &e) < 0)
+		return cli_fail(cli, e);
+	return 0;
+}
+
 int cli_json_print(json_t *doc)
 {
 	if (!doc) {
@@ -261,6 +274,9 @@ static const struct cli_command *find(const struct cli_command *table, const cha
 	for (const struct cli_command *c = table; c && c->name; c++)
 		if (strcmp(c->name, name) == 0)
 			return c;
+	/* The cache commands sit at the top level beside the groups. */
+	if (table == commands)
+		return find(cmd_cache, name);
 	return NULL;
 }
 
@@ -334,6 +350,9 @@ int main(int argc, char **argv)
 	setlocale(LC_ALL, "");
 	struct cli cli = {0};
 	int rc = dispatch(&cli, argc, argv);
+	/* Closing the cache first keeps what this process made: refs freed after the manager
+	 * is closed release nothing (records outlive commands; prune and rm remove them). */
+	cairn_cache_close(cli.cache);
 	cairn_store_close(cli.store);
 	if (fflush(stdout) != 0 && rc == EXIT_OK) {
 		fprintf(stderr, "cairn: write to standard output: %m\n");

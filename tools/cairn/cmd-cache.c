@@ -1,0 +1,600 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The cache commands: new, commit, mount, umount, mounts, ls, info, rm, tag, untag, du, prune.
+ * REF is a record id, a unique id prefix or a tag. Each command is one process, so what it makes
+ * must outlive it: new records are retained, commit finalizes and retains, and main closes the
+ * cache before the refs are freed.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+/* Parses (with @opts), checks the count and opens the cache: index of the first positional,
+ * or -(exit code). */
+static int setup(struct cli *cli, int argc, char **argv, const char *shortopts,
+                 const struct option *opts, cli_opt_fn fn, void *userdata, int min, int max)
+{
+	int i = cli_parse(cli, argc, argv, shortopts, opts, fn, userdata);
+	if (i < 0)
+		return -EXIT_USAGE;
+	int r = cli_nargs(cli, argc - i, min, max);
+	if (r)
+		return -r;
+	r = cli_open_cache(cli, 0);
+	return r ? -r : i;
+}
+
+/* REF to a record id (caller frees), printing the error. Returns 0 or an exit code. */
+static int resolve(struct cli *cli, const char *ref, char **ret_id)
+{
+	cairn_error *e = NULL;
+	if (cairn_cache_resolve(cli->cache, ref, ret_id, &e) < 0)
+		return cli_fail(cli, e);
+	return 0;
+}
+
+/* A ref of either kind on REF: mutable records come back mutable. */
+static int get_ref(struct cli *cli, const char *name, cairn_ref **ret)
+{
+	char *id = NULL;
+	int rc = resolve(cli, name, &id);
+	if (rc)
+		return rc;
+	cairn_error *e = NULL;
+	int r = cairn_cache_get(cli->cache, id, CAIRN_CACHE_GET_ANY_KIND, ret, &e);
+	free(id);
+	return r < 0 ? cli_fail(cli, e) : 0;
+}
+
+static json_t *json_str_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+static json_t *record_json(const cairn_record_info *r)
+{
+	json_t *tags = json_array();
+	for (size_t i = 0; tags && i < r->n_tags; i++)
+		json_array_append_new(tags, json_string(r->tags[i]));
+	json_t *o = json_object();
+	if (!o)
+		return NULL;
+	json_object_set_new(o, "id", json_string(r->id));
+	json_object_set_new(o, "parent", json_str_or_null(r->parent));
+	json_object_set_new(o, "kind", json_string(r->is_mutable ? "mutable" : "immutable"));
+	json_object_set_new(o, "in_use", json_boolean(r->in_use));
+	json_object_set_new(o, "shared", json_boolean(r->shared));
+	json_object_set_new(o, "reclaimable", json_boolean(r->reclaimable));
+	json_object_set_new(o, "size", r->size < 0 ? json_null() : json_integer(r->size));
+	json_object_set_new(o, "created_at", json_integer(r->created_at));
+	json_object_set_new(o, "last_used",
+	                    r->last_used ? json_integer(r->last_used) : json_null());
+	json_object_set_new(o, "usage_count", json_integer(r->usage_count));
+	json_object_set_new(o, "description", json_string(r->description ? r->description : ""));
+	json_object_set_new(o, "record_type", json_str_or_null(r->record_type));
+	json_object_set_new(o, "retain", json_boolean(r->retain));
+	json_object_set_new(o, "blob", json_str_or_null(r->blob));
+	json_object_set_new(o, "diff_id", json_str_or_null(r->diff_id));
+	json_object_set_new(o, "chain_id", json_str_or_null(r->chain_id));
+	json_object_set_new(o, "blob_chain_id", json_str_or_null(r->blob_chain_id));
+	json_object_set_new(o, "media_type", json_str_or_null(r->media_type));
+	json_object_set_new(o, "extracted", json_boolean(r->extracted));
+	json_object_set_new(o, "tags", tags ? tags : json_array());
+	return o;
+}
+
+/* --- new ----------------------------------------------------------------------------------- */
+
+struct new_opts {
+	const char *parent, *desc;
+	bool no_retain;
+};
+
+enum { OPT_PARENT = 0x2000, OPT_DESC, OPT_NO_RETAIN, OPT_RO, OPT_ALL, OPT_FILTER, OPT_VERBOSE };
+
+static int new_opt(struct cli *cli, int opt, const char *arg, void *userdata)
+{
+	struct new_opts *o = userdata;
+	if (opt == OPT_PARENT)
+		o->parent = arg;
+	else if (opt == OPT_DESC)
+		o->desc = arg;
+	else if (opt == OPT_NO_RETAIN)
+		o->no_retain = true;
+	return 0;
+}
+
+static int cmd_new(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"parent", required_argument, NULL, OPT_PARENT},
+		{"desc", required_argument, NULL, OPT_DESC},
+		{"no-retain", no_argument, NULL, OPT_NO_RETAIN},
+		{0},
+	};
+	struct new_opts o = {0};
+	int i = setup(cli, argc, argv, NULL, opts, new_opt, &o, 0, 0);
+	if (i < 0)
+		return -i;
+	cairn_ref *parent = NULL, *ref = NULL;
+	int rc = o.parent ? get_ref(cli, o.parent, &parent) : 0;
+	if (rc)
+		return rc;
+	cairn_new_options nopts = {
+		.version = CAIRN_NEW_OPTIONS_VERSION,
+		.policy = o.no_retain ? CAIRN_CACHE_POLICY_DEFAULT : CAIRN_CACHE_POLICY_RETAIN,
+		.description = o.desc,
+	};
+	cairn_error *e = NULL;
+	int r = cairn_cache_new(cli->cache, parent, &nopts, &ref, &e);
+	cairn_ref_free(parent);
+	if (r < 0)
+		return cli_fail(cli, e);
+	if (cli->json)
+		rc = cli_json_print(json_pack("{ss}", "id", cairn_ref_id(ref)));
+	else
+		printf("%s\n", cairn_ref_id(ref));
+	/* Freed after main closes the cache, so the ref's release keeps the record. */
+	cairn_cache_close(cli->cache);
+	cli->cache = NULL;
+	cairn_ref_free(ref);
+	return rc;
+}
+
+/* --- commit -------------------------------------------------------------------------------- */
+
+static int cmd_commit(struct cli *cli, int argc, char **argv)
+{
+	int i = setup(cli, argc, argv, NULL, NULL, NULL, NULL, 1, 1);
+	if (i < 0)
+		return -i;
+	char *id = NULL;
+	int rc = resolve(cli, argv[i], &id);
+	if (rc)
+		return rc;
+	cairn_ref *mut = NULL, *imm = NULL;
+	cairn_error *e = NULL;
+	int r = cairn_cache_get_mutable(cli->cache, id, &mut, &e);
+	free(id);
+	/* The CLI commits for good: the immutable owns its data at once and is retained. */
+	if (r >= 0)
+		r = cairn_ref_commit(mut, &imm, &e);
+	if (r >= 0)
+		r = cairn_ref_finalize(imm, &e);
+	if (r >= 0)
+		r = cairn_ref_set_cache_policy(imm, CAIRN_CACHE_POLICY_RETAIN, &e);
+	if (r >= 0) {
+		if (cli->json)
+			rc = cli_json_print(json_pack("{ss}", "id", cairn_ref_id(imm)));
+		else
+			printf("%s\n", cairn_ref_id(imm));
+	}
+	cairn_ref_free(imm);
+	cairn_ref_free(mut);
+	return r < 0 ? cli_fail(cli, e) : rc;
+}
+
+/* --- mount, umount, mounts ------------------------------------------------------------------ */
+
+static int ro_opt(struct cli *cli, int opt, const char *arg, void *userdata)
+{
+	*(bool *)userdata = true;
+	return 0;
+}
+
+static const struct option ro_opts[] = {
+	{"ro", no_argument, NULL, OPT_RO},
+	{0},
+};
+
+static int cmd_mount(struct cli *cli, int argc, char **argv)
+{
+	bool ro = false;
+	int i = setup(cli, argc, argv, NULL, ro_opts, ro_opt, &ro, 2, 2);
+	if (i < 0)
+		return -i;
+	const char *target = argv[i + 1];
+	cairn_ref *ref = NULL;
+	int rc = get_ref(cli, argv[i], &ref);
+	if (rc)
+		return rc;
+	if (mkdir(target, 0755) < 0 && errno != EEXIST) {
+		fprintf(stderr, "cairn: create mount point '%s': %m\n", target);
+		cairn_ref_free(ref);
+		return EXIT_FAIL;
+	}
+	cairn_error *e = NULL;
+	int r = cairn_ref_mount_at(ref, target, ro, &e);
+	if (r >= 0) {
+		if (cli->json)
+			rc = cli_json_print(json_pack("{ss ss sb}", "id", cairn_ref_id(ref),
+			                              "target", target, "readonly", ro));
+		else if (!cli->quiet)
+			printf("mounted %s on %s%s\n", cairn_ref_id(ref), target,
+			       ro ? " (read-only)" : "");
+	}
+	cairn_ref_free(ref); /* the mount holds the record now */
+	return r < 0 ? cli_fail(cli, e) : rc;
+}
+
+static int cmd_umount(struct cli *cli, int argc, char **argv)
+{
+	int i = setup(cli, argc, argv, NULL, NULL, NULL, NULL, 1, -1);
+	if (i < 0)
+		return -i;
+	int rc = EXIT_OK;
+	for (; i < argc; i++) {
+		cairn_error *e = NULL;
+		int r = cairn_cache_unmount(cli->cache, argv[i], &e);
+		if (r == -ENOENT) {
+			/* Not a record's mount: a snapshot mounted with `snapshot mount`. */
+			e = cairn_error_free(e);
+			r = cairn_unmount(argv[i], &e);
+		}
+		if (r < 0) {
+			int x = cli_fail(cli, e);
+			rc = rc ? rc : x;
+		} else if (!cli->quiet && !cli->json) {
+			printf("unmounted %s\n", argv[i]);
+		}
+	}
+	if (cli->json && rc == EXIT_OK)
+		return cli_json_print(json_pack("{sb}", "unmounted", 1));
+	return rc;
+}
+
+static int cmd_mounts(struct cli *cli, int argc, char **argv)
+{
+	bool ro = false;
+	int i = setup(cli, argc, argv, NULL, ro_opts, ro_opt, &ro, 1, 1);
+	if (i < 0)
+		return -i;
+	cairn_ref *ref = NULL;
+	int rc = get_ref(cli, argv[i], &ref);
+	if (rc)
+		return rc;
+	cairn_mount *m = NULL;
+	size_t n = 0;
+	cairn_error *e = NULL;
+	int r = cairn_ref_mount(ref, ro, &m, &n, &e);
+	if (r >= 0) {
+		rc = cli_json_print(cli_mounts_json(m, n));
+		cairn_mounts_free(m, n);
+	}
+	cairn_ref_free(ref);
+	return r < 0 ? cli_fail(cli, e) : rc;
+}
+
+/* --- ls, info ------------------------------------------------------------------------------- */
+
+static void print_row(const cairn_record_info *r)
+{
+	char size[32] = "-", when[32];
+	if (r->size >= 0)
+		cli_format_size((uint64_t)r->size, size, sizeof(size));
+	printf("%-25s  %-9s  %-6s  %10s  %-19s  %s%s%s\n", r->id,
+	       r->is_mutable ? "mutable" : "immutable", r->in_use ? "yes" : "no", size,
+	       cli_format_time(r->created_at, when, sizeof(when)), r->description,
+	       r->n_tags ? (*r->description ? " " : "") : "", r->n_tags ? r->tags[0] : "");
+}
+
+static int cmd_ls(struct cli *cli, int argc, char **argv)
+{
+	int i = setup(cli, argc, argv, NULL, NULL, NULL, NULL, 0, 0);
+	if (i < 0)
+		return -i;
+	cairn_record_info *infos = NULL;
+	size_t n = 0;
+	cairn_error *e = NULL;
+	if (cairn_cache_list(cli->cache, &infos, &n, &e) < 0)
+		return cli_fail(cli, e);
+	int rc = EXIT_OK;
+	if (cli->json) {
+		json_t *arr = json_array();
+		for (size_t k = 0; arr && k < n; k++)
+			json_array_append_new(arr, record_json(&infos[k]));
+		rc = cli_json_print(arr);
+	} else {
+		if (!cli->quiet)
+			printf("%-25s  %-9s  %-6s  %10s  %-19s  %s\n", "ID", "KIND", "IN USE",
+			       "SIZE", "CREATED", "DESCRIPTION / TAG");
+		for (size_t k = 0; k < n; k++)
+			if (cli->quiet)
+				printf("%s\n", infos[k].id);
+			else
+				print_row(&infos[k]);
+	}
+	cairn_record_infos_free(infos, n);
+	return rc;
+}
+
+static int cmd_info(struct cli *cli, int argc, char **argv)
+{
+	int i = setup(cli, argc, argv, NULL, NULL, NULL, NULL, 1, 1);
+	if (i < 0)
+		return -i;
+	char *id = NULL;
+	int rc = resolve(cli, argv[i], &id);
+	if (rc)
+		return rc;
+	cairn_record_info *info = NULL;
+	cairn_error *e = NULL;
+	int r = cairn_cache_info(cli->cache, id, &info, &e);
+	free(id);
+	if (r < 0)
+		return cli_fail(cli, e);
+	json_t *o = record_json(info);
+	cairn_record_infos_free(info, 1);
+	if (cli->json)
+		return cli_json_print(o);
+	const char *key;
+	json_t *v;
+	json_object_foreach(o, key, v)
+	{
+		char *s = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+		printf("%-14s %s\n", key, s ? s : json_string_value(v));
+		free(s);
+	}
+	json_decref(o);
+	return EXIT_OK;
+}
+
+/* --- rm, tag, untag ------------------------------------------------------------------------ */
+
+static int cmd_rm(struct cli *cli, int argc, char **argv)
+{
+	int i = setup(cli, argc, argv, NULL, NULL, NULL, NULL, 1, -1);
+	if (i < 0)
+		return -i;
+	int rc = EXIT_OK;
+	json_t *removed = cli->json ? json_array() : NULL;
+	for (; i < argc; i++) {
+		char *id = NULL;
+		int x = resolve(cli, argv[i], &id);
+		cairn_error *e = NULL;
+		if (!x && cairn_cache_remove(cli->cache, id, &e) < 0)
+			x = cli_fail(cli, e);
+		if (!x && removed)
+			json_array_append_new(removed, json_string(id));
+		else if (!x && !cli->quiet)
+			printf("removed %s\n", id);
+		free(id);
+		rc = rc ? rc : x;
+	}
+	if (removed)
+		cli_json_print(json_pack("{so}", "removed", removed));
+	return rc;
+}
+
+static int cmd_tag(struct cli *cli, int argc, char **argv)
+{
+	int i = setup(cli, argc, argv, NULL, NULL, NULL, NULL, 2, 2);
+	if (i < 0)
+		return -i;
+	char *id = NULL;
+	int rc = resolve(cli, argv[i], &id);
+	if (rc)
+		return rc;
+	cairn_error *e = NULL;
+	int r = cairn_cache_tag(cli->cache, id, argv[i + 1], &e);
+	if (r >= 0 && cli->json)
+		rc = cli_json_print(json_pack("{ss ss}", "tag", argv[i + 1], "id", id));
+	free(id);
+	return r < 0 ? cli_fail(cli, e) : rc;
+}
+
+static int cmd_untag(struct cli *cli, int argc, char **argv)
+{
+	int i = setup(cli, argc, argv, NULL, NULL, NULL, NULL, 1, -1);
+	if (i < 0)
+		return -i;
+	int rc = EXIT_OK;
+	for (; i < argc; i++) {
+		cairn_error *e = NULL;
+		if (cairn_cache_untag(cli->cache, argv[i], &e) < 0) {
+			int x = cli_fail(cli, e);
+			rc = rc ? rc : x;
+		}
+	}
+	return rc;
+}
+
+/* --- du, prune ------------------------------------------------------------------------------ */
+
+struct filter_opts {
+	const char *filters[32];
+	size_t n;
+	bool all, verbose;
+};
+
+/* --filter K=V is containerd's K==V; K==V, K!=V and K~=RE pass through. */
+static int filter_opt(struct cli *cli, int opt, const char *arg, void *userdata)
+{
+	struct filter_opts *o = userdata;
+	if (opt == OPT_ALL || opt == 'a') {
+		o->all = true;
+		return 0;
+	}
+	if (opt == OPT_VERBOSE) {
+		o->verbose = true;
+		return 0;
+	}
+	if (o->n == sizeof(o->filters) / sizeof(o->filters[0])) {
+		cli_usage_error(cli, "too many --filter options");
+		return -1;
+	}
+	const char *eq = strchr(arg, '=');
+	if (!eq || eq == arg) {
+		cli_usage_error(cli, "bad filter '%s': expected KEY=VALUE", arg);
+		return -1;
+	}
+	char *f = NULL;
+	if (eq[1] == '=' || eq[-1] == '!' || eq[-1] == '~')
+		f = strdup(arg);
+	else if (asprintf(&f, "%.*s==%s", (int)(eq - arg), arg, eq + 1) < 0)
+		f = NULL;
+	if (!f)
+		return -1;
+	o->filters[o->n++] = f; /* freed at exit: the process ends with the command */
+	return 0;
+}
+
+static const struct option filter_opts_table[] = {
+	{"filter", required_argument, NULL, OPT_FILTER},
+	{"all", no_argument, NULL, OPT_ALL},
+	{"verbose-table", no_argument, NULL, OPT_VERBOSE},
+	{0},
+};
+
+static int cmd_du(struct cli *cli, int argc, char **argv)
+{
+	struct filter_opts o = {0};
+	int i = setup(cli, argc, argv, NULL, filter_opts_table, filter_opt, &o, 0, 0);
+	if (i < 0)
+		return -i;
+	cairn_record_info *infos = NULL;
+	size_t n = 0;
+	cairn_error *e = NULL;
+	if (cairn_cache_disk_usage(cli->cache, o.filters, o.n, &infos, &n, &e) < 0)
+		return cli_fail(cli, e);
+	int64_t total = 0, reclaimable = 0;
+	for (size_t k = 0; k < n; k++) {
+		int64_t sz = infos[k].size > 0 ? infos[k].size : 0;
+		total += sz;
+		if (infos[k].reclaimable)
+			reclaimable += sz;
+	}
+	int rc = EXIT_OK;
+	if (cli->json) {
+		json_t *arr = json_array();
+		for (size_t k = 0; arr && k < n; k++)
+			json_array_append_new(arr, record_json(&infos[k]));
+		rc = cli_json_print(json_pack("{so sI sI}", "records", arr, "total",
+		                              (json_int_t)total, "reclaimable",
+		                              (json_int_t)reclaimable));
+	} else {
+		if (cli->verbose || o.verbose) {
+			printf("%-25s  %-9s  %-6s  %-6s  %10s  %s\n", "ID", "KIND", "IN USE",
+			       "SHARED", "SIZE", "DESCRIPTION");
+			for (size_t k = 0; k < n; k++) {
+				char size[32] = "-";
+				if (infos[k].size >= 0)
+					cli_format_size((uint64_t)infos[k].size, size,
+					                sizeof(size));
+				printf("%-25s  %-9s  %-6s  %-6s  %10s  %s\n", infos[k].id,
+				       infos[k].is_mutable ? "mutable" : "immutable",
+				       infos[k].in_use ? "yes" : "no",
+				       infos[k].shared ? "yes" : "no", size, infos[k].description);
+			}
+		}
+		char a[32], b[32];
+		printf("records:      %zu\ntotal:        %s\nreclaimable:  %s\n", n,
+		       cli_format_size((uint64_t)total, a, sizeof(a)),
+		       cli_format_size((uint64_t)reclaimable, b, sizeof(b)));
+	}
+	cairn_record_infos_free(infos, n);
+	return rc;
+}
+
+struct prune_state {
+	struct cli *cli;
+	json_t *list;
+	int64_t freed;
+};
+
+static int prune_one(const cairn_record_info *r, void *userdata)
+{
+	struct prune_state *st = userdata;
+	st->freed += r->size > 0 ? r->size : 0;
+	if (st->list)
+		return json_array_append_new(st->list, record_json(r)) < 0 ? -ENOMEM : 0;
+	if (!st->cli->quiet) {
+		char size[32] = "-";
+		if (r->size >= 0)
+			cli_format_size((uint64_t)r->size, size, sizeof(size));
+		printf("removed %s  %10s  %s\n", r->id, size, r->description);
+	}
+	return 0;
+}
+
+static int cmd_prune(struct cli *cli, int argc, char **argv)
+{
+	struct filter_opts o = {0};
+	int i = setup(cli, argc, argv, "a", filter_opts_table, filter_opt, &o, 0, 0);
+	if (i < 0)
+		return -i;
+	struct prune_state st = {cli, cli->json ? json_array() : NULL, 0};
+	cairn_prune_options popts = {
+		.version = CAIRN_PRUNE_OPTIONS_VERSION,
+		.flags = o.all ? CAIRN_PRUNE_ALL : 0,
+		.filters = o.filters,
+		.n_filters = o.n,
+		.fn = prune_one,
+		.userdata = &st,
+	};
+	cairn_error *e = NULL;
+	int r = cairn_cache_prune(cli->cache, &popts, &e);
+	if (r < 0) {
+		json_decref(st.list);
+		return cli_fail(cli, e);
+	}
+	if (cli->json)
+		return cli_json_print(
+			json_pack("{so sI}", "removed", st.list, "freed", (json_int_t)st.freed));
+	char buf[32];
+	if (!cli->quiet)
+		printf("pruned %d record%s, %s freed\n", r, r == 1 ? "" : "s",
+		       cli_format_size((uint64_t)st.freed, buf, sizeof(buf)));
+	return EXIT_OK;
+}
+
+const struct cli_command cmd_cache[] = {
+	{"new", "", "create a writable record (a mutable ref); prints its id",
+         "Options:\n"
+         "  --parent REF   build on a committed record\n"
+         "  --desc TEXT    a description, shown by ls and du\n"
+         "  --no-retain    do not retain the record: the next command that takes and releases it\n"
+         "                 without committing removes it\n",
+         cmd_new, NULL},
+	{"commit", "REF", "commit a writable record; prints the new immutable id",
+         "The new record owns the data at once (the writable one is gone) and is retained.\n"
+         "A record that is mounted cannot be committed: unmount it first.\n",
+         cmd_commit, NULL},
+	{"mount", "REF TARGET", "mount a record on TARGET (created if missing) until umount",
+         "Options:\n"
+         "  --ro   read-only (immutable records are always read-only)\n"
+         "The mount holds the record: it is in use, never pruned, until `cairn umount TARGET`.\n",
+         cmd_mount, NULL},
+	{"umount", "TARGET...", "unmount what cairn mounted on TARGET", NULL, cmd_umount, NULL},
+	{"mounts", "REF", "print the mount spec of a record as JSON",
+         "Options:\n"
+         "  --ro   the read-only form (BuildKit's conversion)\n"
+         "For an immutable record the spec names a view that lives as long as this command:\n"
+         "use `cairn mount` for a mount that lasts.\n",
+         cmd_mounts, NULL},
+	{"ls", "", "list records",
+         "Columns: id, kind, in use, size (- until computed), created, description or tag.\n"
+         "--json prints every field; -q prints ids only.\n",
+         cmd_ls, NULL},
+	{"info", "REF", "show everything about a record", NULL, cmd_info, NULL},
+	{"rm", "REF...", "remove records (not ones in use or with children)", NULL, cmd_rm, NULL},
+	{"tag", "REF NAME", "name a record; tagged records survive a plain prune", NULL, cmd_tag,
+         NULL},
+	{"untag", "NAME...", "remove tags", NULL, cmd_untag, NULL},
+	{"du", "", "disk usage per record: size, in use, shared, reclaimable, totals",
+         "Options:\n"
+         "  --filter K=V     only records matching (id, parent, description, type, inuse,\n"
+         "                   mutable, immutable, shared, private; K==V, K!=V, K~=RE too)\n"
+         "  --verbose-table  a row per record (also with -v)\n",
+         cmd_du, NULL},
+	{"prune", "", "remove records nobody uses",
+         "Options:\n"
+         "  -a, --all        also shared (tagged) records and internal/frontend ones\n"
+         "  --filter K=V     only records matching, as for du\n",
+         cmd_prune, NULL},
+	{0},
+};
