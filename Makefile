@@ -11,7 +11,7 @@ DEPS = gcc meson ninja-build pkg-config libsqlite3-dev libssl-dev libarchive-dev
        libjansson-dev libzstd-dev zlib1g-dev libisal-dev libcurl4-openssl-dev bats \
        clang-format python3 util-linux e2fsprogs attr
 
-.PHONY: all deps build demo check test test-asan format format-check clean
+.PHONY: all deps build demo check test format format-check clean
 
 all: build
 
@@ -61,3 +61,11 @@ format-check:
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
+
+# check-tsan: the cache stress test (8 threads, 20 s) under ThreadSanitizer.
+TSAN_BUILD ?= build-tsan
+.PHONY: check-tsan
+check-tsan: deps
+	@test -f $(TSAN_BUILD)/build.ninja || CC=gcc $(MESON) setup $(TSAN_BUILD) --buildtype=debug -Db_sanitize=thread -Db_lundef=false
+	$(NINJA) -C $(TSAN_BUILD) tests/test-cache
+	CAIRN_STRESS_SECONDS=20 TSAN_OPTIONS=halt_on_error=1 $(TSAN_BUILD)/tests/test-cache

@@ -3,7 +3,7 @@
 # Leaves the store for the user to explore and prints where it is.
 set -euo pipefail
 cairn=${1:-build/cairn}
-cairn=$(readlink -f "$cairn")
+cairn="$(cd "$(dirname "$cairn")" && pwd)/$(basename "$cairn")"
 root=${DEMO_ROOT:-$PWD/demo-store}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -24,10 +24,37 @@ step "$cairn" --root "$root" --json content info "$digest"
 printf '\n$ %s content cat %s | tar -t\n' "$cairn" "$digest"
 "$cairn" --root "$root" content cat "$digest" | tar -t
 
+mnt=$work/mnt
+echo
+echo "== the cache: a writable record, written through its mount, committed, layered on"
+base_m=$("$cairn" --root "$root" new --desc "demo base")
+printf '\n\033[1m$ %s new --desc "demo base"\033[0m\n%s\n' "$cairn" "$base_m"
+step "$cairn" --root "$root" mount "$base_m" "$mnt"
+printf '$ echo hello > %s/greeting; tar -xf layer.tar -C %s\n' "$mnt" "$mnt"
+echo hello >"$mnt/greeting"
+tar -xf "$work/layer.tar" -C "$mnt"
+step "$cairn" --root "$root" umount "$mnt"
+base=$("$cairn" --root "$root" commit "$base_m")
+printf '\n\033[1m$ %s commit %s\033[0m\n%s\n' "$cairn" "$base_m" "$base"
+step "$cairn" --root "$root" tag "$base" demo-base
+top=$("$cairn" --root "$root" new --parent demo-base --desc "demo top")
+printf '\n\033[1m$ %s new --parent demo-base --desc "demo top"\033[0m\n%s\n' "$cairn" "$top"
+step "$cairn" --root "$root" mount "$top" "$mnt"
+printf '$ ls %s; cat %s/greeting\n' "$mnt" "$mnt"
+ls "$mnt"
+cat "$mnt/greeting"
+step "$cairn" --root "$root" umount "$mnt"
+step "$cairn" --root "$root" mounts --ro "$top"
+step "$cairn" --root "$root" ls
+step "$cairn" --root "$root" du -v
+
 cat <<EOT
 
 The store is at $root. Try:
-  $cairn --root $root content ls
+  $cairn --root $root ls
+  $cairn --root $root info demo-base
+  $cairn --root $root mount demo-base /mnt   (and: $cairn --root $root umount /mnt)
   $cairn --root $root content cat $digest | tar -tv
+  $cairn --root $root prune --all
   $cairn --help
 EOT
