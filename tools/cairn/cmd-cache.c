@@ -439,8 +439,15 @@ static int filter_opt(struct cli *cli, int opt, const char *arg, void *userdata)
 		f = NULL;
 	if (!f)
 		return -1;
-	o->filters[o->n++] = f; /* freed at exit: the process ends with the command */
+	o->filters[o->n++] = f;
 	return 0;
+}
+
+static void filter_opts_free(struct filter_opts *o)
+{
+	for (size_t k = 0; k < o->n; k++)
+		free((char *)o->filters[k]);
+	o->n = 0;
 }
 
 static const struct option filter_opts_table[] = {
@@ -450,16 +457,26 @@ static const struct option filter_opts_table[] = {
 	{0},
 };
 
+static int du_run(struct cli *cli, int argc, char **argv, struct filter_opts *o);
+
 static int cmd_du(struct cli *cli, int argc, char **argv)
 {
 	struct filter_opts o = {0};
-	int i = setup(cli, argc, argv, NULL, filter_opts_table, filter_opt, &o, 0, 0);
+	int rc = du_run(cli, argc, argv, &o);
+	filter_opts_free(&o);
+	return rc;
+}
+
+static int du_run(struct cli *cli, int argc, char **argv, struct filter_opts *po)
+{
+	struct filter_opts *o = po;
+	int i = setup(cli, argc, argv, NULL, filter_opts_table, filter_opt, o, 0, 0);
 	if (i < 0)
 		return -i;
 	cairn_record_info *infos = NULL;
 	size_t n = 0;
 	cairn_error *e = NULL;
-	if (cairn_cache_disk_usage(cli->cache, o.filters, o.n, &infos, &n, &e) < 0)
+	if (cairn_cache_disk_usage(cli->cache, o->filters, o->n, &infos, &n, &e) < 0)
 		return cli_fail(cli, e);
 	int64_t total = 0, reclaimable = 0;
 	for (size_t k = 0; k < n; k++) {
@@ -477,7 +494,7 @@ static int cmd_du(struct cli *cli, int argc, char **argv)
 		                              (json_int_t)total, "reclaimable",
 		                              (json_int_t)reclaimable));
 	} else {
-		if (cli->verbose || o.verbose) {
+		if (cli->verbose || o->verbose) {
 			printf("%-25s  %-9s  %-6s  %-6s  %10s  %s\n", "ID", "KIND", "IN USE",
 			       "SHARED", "SIZE", "DESCRIPTION");
 			for (size_t k = 0; k < n; k++) {
@@ -521,18 +538,27 @@ static int prune_one(const cairn_record_info *r, void *userdata)
 	return 0;
 }
 
+static int prune_run(struct cli *cli, int argc, char **argv, struct filter_opts *o);
+
 static int cmd_prune(struct cli *cli, int argc, char **argv)
 {
 	struct filter_opts o = {0};
-	int i = setup(cli, argc, argv, "a", filter_opts_table, filter_opt, &o, 0, 0);
+	int rc = prune_run(cli, argc, argv, &o);
+	filter_opts_free(&o);
+	return rc;
+}
+
+static int prune_run(struct cli *cli, int argc, char **argv, struct filter_opts *o)
+{
+	int i = setup(cli, argc, argv, "a", filter_opts_table, filter_opt, o, 0, 0);
 	if (i < 0)
 		return -i;
 	struct prune_state st = {cli, cli->json ? json_array() : NULL, 0};
 	cairn_prune_options popts = {
 		.version = CAIRN_PRUNE_OPTIONS_VERSION,
-		.flags = o.all ? CAIRN_PRUNE_ALL : 0,
-		.filters = o.filters,
-		.n_filters = o.n,
+		.flags = o->all ? CAIRN_PRUNE_ALL : 0,
+		.filters = o->filters,
+		.n_filters = o->n,
 		.fn = prune_one,
 		.userdata = &st,
 	};
