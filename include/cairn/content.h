@@ -60,6 +60,22 @@ CAIRN_PUBLIC int cairn_content_delete(cairn_store *store, const char *digest, ca
  * actual digests when the file no longer matches; -ENOENT. */
 CAIRN_PUBLIC int cairn_content_verify(cairn_store *store, const char *digest, cairn_error **reterr);
 
+/*
+ * cairn_content_label_set() - set label @key of blob @digest to @value (NULL or "" deletes it).
+ * A key and value together are at most 4096 bytes.
+ * Errors: CAIRN_EDIGEST (malformed), -ENOENT (no such blob), -EINVAL (empty or oversized label).
+ * Locking: one write transaction of the store's database.
+ */
+CAIRN_PUBLIC int cairn_content_label_set(cairn_store *store, const char *digest, const char *key,
+                                         const char *value, cairn_error **reterr);
+
+/* A label callback: @key and @value borrowed for the call; a negative return stops the walk. */
+typedef int (*cairn_label_fn)(const char *key, const char *value, void *userdata);
+
+/* cairn_content_labels() - every label of blob @digest, in key order. Errors as label_set. */
+CAIRN_PUBLIC int cairn_content_labels(cairn_store *store, const char *digest, cairn_label_fn fn,
+                                      void *userdata, cairn_error **reterr);
+
 #ifdef __cplusplus
 }
 #endif

@@ -75,6 +75,18 @@ int cairn_content_walk(cairn_store *store, cairn_content_walk_fn fn, void *userd
 	return content_walk(store->content, walk_one, &ctx, reterr);
 }
 
+/* Parses @dig into @d and checks the blob exists: 0, or an error naming it. */
+static int existing_blob(cairn_store *store, const char *dig, digest *d, cairn_error **reterr)
+{
+	int r = digest_parse(dig, d, reterr);
+	if (r < 0)
+		return r;
+	r = content_exists(store->content, d->str, reterr);
+	if (r == 0)
+		return err_set(reterr, -ENOENT, "blob '%s' not found", d->str);
+	return r < 0 ? r : 0;
+}
+
 int cairn_content_delete(cairn_store *store, const char *dig, cairn_error **reterr)
 {
 	if (!store)
@@ -82,14 +94,9 @@ int cairn_content_delete(cairn_store *store, const char *dig, cairn_error **rete
 	/* Labels first, in one transaction: a crash in between leaves a blob without labels,
 	 * never labels that a later blob of the same digest would inherit by accident. */
 	digest d;
-	int r = digest_parse(dig, &d, reterr);
+	int r = existing_blob(store, dig, &d, reterr);
 	if (r < 0)
 		return r;
-	r = content_exists(store->content, d.str, reterr);
-	if (r < 0)
-		return r;
-	if (r == 0)
-		return err_set(reterr, -ENOENT, "blob '%s' not found", d.str);
 	_cleanup_(meta_tx_end) meta_tx tx = {0};
 	if ((r = meta_tx_begin(store->db, &tx, true, reterr)) < 0 ||
 	    (r = meta_content_labels_clear(&tx, d.str, reterr)) < 0 ||
@@ -103,4 +110,35 @@ int cairn_content_verify(cairn_store *store, const char *dig, cairn_error **rete
 	if (!store)
 		return err_set(reterr, -EINVAL, "verify content: invalid arguments");
 	return content_verify(store->content, dig, reterr);
+}
+
+int cairn_content_label_set(cairn_store *store, const char *dig, const char *key, const char *value,
+                            cairn_error **reterr)
+{
+	if (!store || !key)
+		return err_set(reterr, -EINVAL, "label content: invalid arguments");
+	digest d;
+	int r = existing_blob(store, dig, &d, reterr);
+	if (r < 0)
+		return r;
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	if ((r = meta_tx_begin(store->db, &tx, true, reterr)) < 0 ||
+	    (r = meta_content_label_set(&tx, d.str, key, value, reterr)) < 0)
+		return err_prefix(reterr, "label blob '%s'", d.str);
+	return meta_tx_commit(&tx, reterr);
+}
+
+int cairn_content_labels(cairn_store *store, const char *dig, cairn_label_fn fn, void *userdata,
+                         cairn_error **reterr)
+{
+	if (!store || !fn)
+		return err_set(reterr, -EINVAL, "content labels: invalid arguments");
+	digest d;
+	int r = existing_blob(store, dig, &d, reterr);
+	if (r < 0)
+		return r;
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	if ((r = meta_tx_begin(store->db, &tx, false, reterr)) < 0)
+		return r;
+	return meta_content_labels(&tx, d.str, fn, userdata, reterr);
 }

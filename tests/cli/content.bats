@@ -159,3 +159,24 @@ setup() {
 	[ "$status" -eq 4 ]
 	expect_output "busy"
 }
+
+@test "content labels: set, show, delete with an empty value; gone with the blob" {
+	printf 'l' >"$BATS_TEST_TMPDIR/l"
+	run_cairn 0 content add "$BATS_TEST_TMPDIR/l"
+	d=$output
+	run_cairn 0 content label "$d" team=build note=x
+	run_cairn 0 content info --json "$d"
+	[ "$(json_get 'j["labels"]')" = "{'note': 'x', 'team': 'build'}" ]
+	run_cairn 0 content label "$d" note=
+	run_cairn 0 content info "$d"
+	expect_output "label:   team=build"
+	expect_no_output "note"
+	run_cairn 2 content label "$d" novalue
+	run_cairn 1 content label "$d" "k=$(head -c 5000 /dev/zero | tr '\0' x)"
+	expect_output "4096"
+	run_cairn 0 content rm "$d"
+	run_cairn 0 content add "$BATS_TEST_TMPDIR/l"
+	run_cairn 0 content info --json "$d"
+	[ "$(json_get 'j["labels"]')" = "{}" ]
+	run_cairn 3 content label sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 a=b
+}

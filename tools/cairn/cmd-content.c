@@ -13,14 +13,7 @@
  * index of the first positional, or -(exit code). */
 static int setup(struct cli *cli, int argc, char **argv, int min, int max)
 {
-	int i = cli_parse(cli, argc, argv, NULL, NULL, NULL, NULL);
-	if (i < 0)
-		return -EXIT_USAGE;
-	int r = cli_nargs(cli, argc - i, min, max);
-	if (r)
-		return -r;
-	r = cli_open_store(cli, 0);
-	return r ? -r : i;
+	return cli_setup(cli, argc, argv, NULL, min, max, CLI_OPEN_STORE);
 }
 
 static json_t *info_json(const cairn_content_info *info)
@@ -126,29 +119,26 @@ static int cat(struct cli *cli, int argc, char **argv)
 	return EXIT_OK;
 }
 
+static int rm_one(struct cli *cli, const char *digest, char **ret_name)
+{
+	cairn_error *e = NULL;
+	if (cairn_content_delete(cli->store, digest, &e) < 0)
+		return cli_fail(cli, e);
+	return 0;
+}
+
 static int rm(struct cli *cli, int argc, char **argv)
 {
 	int i = setup(cli, argc, argv, 1, -1);
 	if (i < 0)
 		return -i;
-	int rc = EXIT_OK;
-	json_t *removed = cli->json ? json_array() : NULL;
-	for (; i < argc; i++) {
-		cairn_error *e = NULL;
-		if (cairn_content_delete(cli->store, argv[i], &e) < 0) {
-			int r = cli_fail(cli, e);
-			if (rc == EXIT_OK)
-				rc = r;
-			continue;
-		}
-		if (removed)
-			json_array_append_new(removed, json_string(argv[i]));
-		else if (!cli->quiet)
-			printf("removed %s\n", argv[i]);
-	}
-	if (removed)
-		cli_json_print(json_pack("{so}", "removed", removed));
-	return rc;
+	return cli_remove_each(cli, argc, argv, i, rm_one, true);
+}
+
+static int add_label(const char *key, const char *value, void *userdata)
+{
+	json_t *labels = userdata;
+	return json_object_set_new(labels, key, json_string(value)) < 0 ? -ENOMEM : 0;
 }
 
 static int info(struct cli *cli, int argc, char **argv)
@@ -158,14 +148,47 @@ static int info(struct cli *cli, int argc, char **argv)
 		return -i;
 	cairn_content_info info;
 	cairn_error *e = NULL;
-	if (cairn_content_info_get(cli->store, argv[i], &info, &e) < 0)
+	json_t *labels = json_object();
+	if (cairn_content_info_get(cli->store, argv[i], &info, &e) < 0 ||
+	    cairn_content_labels(cli->store, argv[i], add_label, labels, &e) < 0) {
+		json_decref(labels);
 		return cli_fail(cli, e);
-	if (cli->json)
-		return cli_json_print(info_json(&info));
+	}
+	if (cli->json) {
+		json_t *j = info_json(&info);
+		if (j)
+			json_object_set_new(j, "labels", labels);
+		return cli_json_print(j);
+	}
 	char size[32], when[32];
 	printf("digest:  %s\nsize:    %llu (%s)\ncreated: %s\n", info.digest,
 	       (unsigned long long)info.size, cli_format_size(info.size, size, sizeof(size)),
 	       cli_format_time(info.created_ns, when, sizeof(when)));
+	const char *key;
+	json_t *v;
+	json_object_foreach(labels, key, v)
+	{
+		printf("label:   %s=%s\n", key, json_string_value(v));
+	}
+	json_decref(labels);
+	return EXIT_OK;
+}
+
+static int label(struct cli *cli, int argc, char **argv)
+{
+	int i = setup(cli, argc, argv, 2, -1);
+	if (i < 0)
+		return -i;
+	const char *dig = argv[i++];
+	for (; i < argc; i++) {
+		char *eq = strchr(argv[i], '=');
+		if (!eq || eq == argv[i])
+			return cli_usage_error(cli, "bad label '%s': expected KEY=VALUE", argv[i]);
+		*eq = '\0';
+		cairn_error *e = NULL;
+		if (cairn_content_label_set(cli->store, dig, argv[i], eq + 1, &e) < 0)
+			return cli_fail(cli, e);
+	}
 	return EXIT_OK;
 }
 
@@ -176,6 +199,8 @@ const struct cli_command cmd_content[] = {
          "Columns: digest, size, creation time. -q prints digests only.\n", ls, NULL},
 	{"cat", "DIGEST", "write a blob's bytes to standard output", NULL, cat, NULL},
 	{"rm", "DIGEST...", "remove blobs", NULL, rm, NULL},
-	{"info", "DIGEST", "show a blob's size and creation time", NULL, info, NULL},
+	{"info", "DIGEST", "show a blob's size, creation time and labels", NULL, info, NULL},
+	{"label", "DIGEST KEY=VALUE...", "set labels of a blob (an empty VALUE deletes the label)",
+         NULL, label, NULL},
 	{0},
 };
