@@ -272,7 +272,7 @@ static int rm_entry(int dfd, const char *name, const struct mnt_key *mnt, const 
 	return 0;
 }
 
-static int rm_children(int dfd, const struct mnt_key *mnt, const char *what, cairn_error **reterr)
+int fs_opendir_fd(int dfd, const char *what, DIR **ret, cairn_error **reterr)
 {
 	int dup_fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dup_fd < 0)
@@ -282,13 +282,29 @@ static int rm_children(int dfd, const struct mnt_key *mnt, const char *what, cai
 		safe_close(dup_fd);
 		return err_errno(reterr, -errno, "opendir '%s'", what);
 	}
-	int r = 0;
+	*ret = d;
+	return 0;
+}
+
+struct dirent *fs_readdir(DIR *d)
+{
 	struct dirent *de;
-	while (r == 0 && (errno = 0, de = readdir(d))) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
+	do {
+		errno = 0;
+		de = readdir(d);
+	} while (de && (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0));
+	return de;
+}
+
+static int rm_children(int dfd, const struct mnt_key *mnt, const char *what, cairn_error **reterr)
+{
+	DIR *d = NULL;
+	int r = fs_opendir_fd(dfd, what, &d, reterr);
+	if (r < 0)
+		return r;
+	struct dirent *de;
+	while (r == 0 && (de = fs_readdir(d)))
 		r = rm_entry(dfd, de->d_name, mnt, what, reterr);
-	}
 	if (r == 0 && errno != 0)
 		r = err_errno(reterr, -errno, "readdir '%s'", what);
 	closedir(d);
@@ -491,19 +507,12 @@ static int usage_entry(int dfd, const char *name, const struct stat *st, struct 
 
 static int usage_walk(int dfd, struct usage *u, const char *what, cairn_error **reterr)
 {
-	int dup_fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dup_fd < 0)
-		return err_errno(reterr, -errno, "open '%s'", what);
-	DIR *d = fdopendir(dup_fd);
-	if (!d) {
-		safe_close(dup_fd);
-		return err_errno(reterr, -errno, "opendir '%s'", what);
-	}
-	int r = 0;
+	DIR *d = NULL;
+	int r = fs_opendir_fd(dfd, what, &d, reterr);
+	if (r < 0)
+		return r;
 	struct dirent *de;
-	while (r == 0 && (errno = 0, de = readdir(d))) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
+	while (r == 0 && (de = fs_readdir(d))) {
 		struct stat st;
 		if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			if (errno != ENOENT)

@@ -9,6 +9,7 @@
  */
 #pragma once
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -38,6 +39,14 @@ int fs_mkdir_p(int rootfd, const char *path, mode_t mode, cairn_error **reterr);
 /* fs_rm_rf() - remove @path below @rootfd, recursively, never following symlinks and never
  * crossing into another mount. A missing path is success. */
 int fs_rm_rf(int rootfd, const char *path, cairn_error **reterr);
+
+/* fs_opendir_fd() - a directory stream of its own on directory fd @dfd (which stays open and
+ * keeps its offset); closedir() it. Errors name @what: "open '<what>'", "opendir '<what>'". */
+int fs_opendir_fd(int dfd, const char *what, DIR **ret, cairn_error **reterr);
+
+/* fs_readdir() - readdir() skipping "." and "..". NULL at the end with errno 0, or on failure
+ * with errno set. */
+struct dirent *fs_readdir(DIR *d);
 
 /* fs_rm_rf_children() - remove every entry inside directory fd @dfd (kept open, not closed). */
 int fs_rm_rf_children(int dfd, const char *what, cairn_error **reterr);

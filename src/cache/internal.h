@@ -94,6 +94,10 @@ bool cache_id_valid(const char *id);
 /* cache_check_open() - -EBADF naming the store once @c was closed. */
 int cache_check_open(cairn_cache *c, cairn_error **reterr);
 
+/* cache_enter() - the checks a public entry point starts with: -EINVAL "<op>: invalid
+ * arguments" when @invalid, else cache_check_open(). */
+int cache_enter(cairn_cache *c, bool invalid, const char *op, cairn_error **reterr);
+
 /* cache_ref_check() - -EINVAL for a ref that cannot be used (released, committed), -EBADF after
  * close. @what names the operation. */
 int cache_ref_check(const cairn_ref *ref, const char *what, cairn_error **reterr);
@@ -126,6 +130,9 @@ void cache_ref_drop_locked(cairn_cache *c, cairn_ref *ref);
 
 /* cache_unref() - drop one reference to @c (the opener's or a ref's); the last one frees it. */
 void cache_unref(cairn_cache *c);
+
+/* cache_load_once() - cache_load() in a read transaction of its own. */
+int cache_load_once(cairn_cache *c, const char *id, struct meta_record *ret, cairn_error **reterr);
 
 /* cache_load() - the live row @id of this snapshotter into *@ret; -ENOENT "record 'ID' not
  * found" for a missing, tombstoned or foreign one. */
@@ -189,3 +196,4 @@ int cache_size(cairn_cache *c, const char *id, int64_t *ret, cairn_error **reter
 /* cache_record_info_fill() - fill @info from @row and the given facts; -ENOMEM. */
 int cache_record_info_fill(cairn_record_info *info, const struct meta_record *row, bool in_use,
                            bool shared);
+

@@ -120,6 +120,13 @@ int cache_check_open(cairn_cache *c, cairn_error **reterr)
 	return 0;
 }
 
+int cache_enter(cairn_cache *c, bool invalid, const char *op, cairn_error **reterr)
+{
+	if (invalid)
+		return err_set(reterr, -EINVAL, "%s: invalid arguments", op);
+	return cache_check_open(c, reterr);
+}
+
 int cache_ref_check(const cairn_ref *ref, const char *what, cairn_error **reterr)
 {
 	if (!ref)
@@ -241,6 +248,15 @@ int cache_load(cairn_cache *c, meta_tx *tx, const char *id, struct meta_record *
 		return err_set(reterr, -ENOENT, "record '%s' not found", id);
 	}
 	return 0;
+}
+
+int cache_load_once(cairn_cache *c, const char *id, struct meta_record *ret, cairn_error **reterr)
+{
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	int r = meta_tx_begin(c->db, &tx, false, reterr);
+	if (r < 0)
+		return r;
+	return cache_load(c, &tx, id, ret, reterr);
 }
 
 static int first_mount_fn(const struct meta_mount *m, void *userdata)
@@ -477,9 +493,7 @@ int cairn_cache_get(cairn_cache *c, const char *id, unsigned flags, cairn_ref **
 
 int cairn_cache_get_mutable(cairn_cache *c, const char *id, cairn_ref **ret, cairn_error **reterr)
 {
-	if (!c || !id || !ret)
-		return err_set(reterr, -EINVAL, "get mutable record: invalid arguments");
-	int r = cache_check_open(c, reterr);
+	int r = cache_enter(c, !c || !id || !ret, "get mutable record", reterr);
 	if (r < 0)
 		return r;
 	cache_lock(c);
@@ -531,9 +545,7 @@ static int hold_parent(cairn_cache *c, const char *id, struct entry **ret_e, cha
 	if (r < 0)
 		return r;
 	_cleanup_(meta_record_clear) struct meta_record row = {0};
-	_cleanup_(meta_tx_end) meta_tx tx = {0};
-	if ((r = meta_tx_begin(c->db, &tx, false, reterr)) < 0 ||
-	    (r = cache_load(c, &tx, id, &row, reterr)) < 0)
+	if ((r = cache_load_once(c, id, &row, reterr)) < 0)
 		return r;
 	if (!row.extracted)
 		return err_set(reterr, -EINVAL, "parent record '%s' is not extracted", id);
@@ -669,9 +681,7 @@ static int resolve_prefix(cairn_cache *c, meta_tx *tx, const char *name, char **
 
 int cairn_cache_resolve(cairn_cache *c, const char *name, char **ret_id, cairn_error **reterr)
 {
-	if (!c || !name || !ret_id)
-		return err_set(reterr, -EINVAL, "resolve record: invalid arguments");
-	int r = cache_check_open(c, reterr);
+	int r = cache_enter(c, !c || !name || !ret_id, "resolve record", reterr);
 	if (r < 0)
 		return r;
 	if (!*name)
@@ -717,9 +727,7 @@ static int check_tag_name(const char *name, cairn_error **reterr)
 
 int cairn_cache_tag(cairn_cache *c, const char *id, const char *name, cairn_error **reterr)
 {
-	if (!c || !id || !name)
-		return err_set(reterr, -EINVAL, "tag record: invalid arguments");
-	int r = cache_check_open(c, reterr);
+	int r = cache_enter(c, !c || !id || !name, "tag record", reterr);
 	if (r < 0 || (r = check_tag_name(name, reterr)) < 0)
 		return r;
 	_cleanup_(meta_tx_end) meta_tx tx = {0};
@@ -733,9 +741,7 @@ int cairn_cache_tag(cairn_cache *c, const char *id, const char *name, cairn_erro
 
 int cairn_cache_untag(cairn_cache *c, const char *name, cairn_error **reterr)
 {
-	if (!c || !name)
-		return err_set(reterr, -EINVAL, "untag: invalid arguments");
-	int r = cache_check_open(c, reterr);
+	int r = cache_enter(c, !c || !name, "untag", reterr);
 	if (r < 0)
 		return r;
 	_cleanup_(meta_tx_end) meta_tx tx = {0};

@@ -69,11 +69,9 @@ static int plan_mounts(cairn_cache *c, struct entry *e, bool readonly, bool own_
                        struct plan *p, cairn_error **reterr)
 {
 	_cleanup_(meta_record_clear) struct meta_record row = {0};
-	_cleanup_(meta_tx_end) meta_tx tx = {0};
-	int r = meta_tx_begin(c->db, &tx, false, reterr);
-	if (r < 0 || (r = cache_load(c, &tx, e->id, &row, reterr)) < 0)
+	int r = cache_load_once(c, e->id, &row, reterr);
+	if (r < 0)
 		return r;
-	meta_tx_end(&tx);
 	if (!row.extracted)
 		return err_set(reterr, -EINVAL, "record '%s' is not extracted", e->id);
 	if (row.kind == META_RECORD_MUTABLE)
@@ -84,10 +82,8 @@ static int plan_mounts(cairn_cache *c, struct entry *e, bool readonly, bool own_
 	if ((r = cache_finalize_locked(c, e->id, reterr)) < 0)
 		return r;
 	meta_record_clear(&row);
-	if ((r = meta_tx_begin(c->db, &tx, false, reterr)) < 0 ||
-	    (r = cache_load(c, &tx, e->id, &row, reterr)) < 0)
+	if ((r = cache_load_once(c, e->id, &row, reterr)) < 0)
 		return r;
-	meta_tx_end(&tx);
 	if (own_view) {
 		p->view_snapshot = TAKE_PTR(row.snapshot);
 		return 0;
@@ -242,9 +238,7 @@ static int forget_mount(cairn_cache *c, const struct meta_mount *m, struct cache
 
 int cairn_cache_unmount(cairn_cache *c, const char *target, cairn_error **reterr)
 {
-	if (!c || !target)
-		return err_set(reterr, -EINVAL, "unmount: invalid arguments");
-	int r = cache_check_open(c, reterr);
+	int r = cache_enter(c, !c || !target, "unmount", reterr);
 	if (r < 0)
 		return r;
 	char canon[PATH_MAX];
@@ -299,9 +293,7 @@ static int collect_mount(const struct meta_mount *m, void *userdata)
 int cairn_cache_mounts(cairn_cache *c, const char *id, cairn_mount_info_fn fn, void *userdata,
                        cairn_error **reterr)
 {
-	if (!c || !fn)
-		return err_set(reterr, -EINVAL, "list mounts: invalid arguments");
-	int r = cache_check_open(c, reterr);
+	int r = cache_enter(c, !c || !fn, "list mounts", reterr);
 	if (r < 0)
 		return r;
 	struct mount_list acc = {0};

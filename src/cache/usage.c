@@ -115,17 +115,12 @@ int cairn_ref_size(cairn_ref *ref, int64_t *ret, cairn_error **reterr)
 
 int cairn_cache_size(cairn_cache *c, const char *id, int64_t *ret, cairn_error **reterr)
 {
-	if (!c || !id || !ret)
-		return err_set(reterr, -EINVAL, "size of record: invalid arguments");
-	int r = cache_check_open(c, reterr);
+	int r = cache_enter(c, !c || !id || !ret, "size of record", reterr);
 	if (r < 0)
 		return r;
 	_cleanup_(meta_record_clear) struct meta_record row = {0};
-	_cleanup_(meta_tx_end) meta_tx tx = {0};
-	if ((r = meta_tx_begin(c->db, &tx, false, reterr)) < 0 ||
-	    (r = cache_load(c, &tx, id, &row, reterr)) < 0)
+	if ((r = cache_load_once(c, id, &row, reterr)) < 0)
 		return r;
-	meta_tx_end(&tx);
 	return cache_size(c, id, ret, reterr);
 }
 
@@ -438,9 +433,7 @@ static int info_fn(struct scan *s, void *userdata)
 
 int cairn_cache_info(cairn_cache *c, const char *id, cairn_record_info **ret, cairn_error **reterr)
 {
-	if (!c || !id || !ret)
-		return err_set(reterr, -EINVAL, "record info: invalid arguments");
-	int r = cache_check_open(c, reterr);
+	int r = cache_enter(c, !c || !id || !ret, "record info", reterr);
 	if (r < 0)
 		return r;
 	struct info_ctx ctx = {.id = id, .reterr = reterr};
@@ -510,9 +503,7 @@ static int list_fn(struct scan *s, void *userdata)
 
 int cairn_cache_list(cairn_cache *c, cairn_record_info **ret, size_t *ret_n, cairn_error **reterr)
 {
-	if (!c || !ret || !ret_n)
-		return err_set(reterr, -EINVAL, "list records: invalid arguments");
-	int r = cache_check_open(c, reterr);
+	int r = cache_enter(c, !c || !ret || !ret_n, "list records", reterr);
 	if (r < 0)
 		return r;
 	struct list_ctx ctx = {.reterr = reterr};
@@ -528,9 +519,8 @@ int cairn_cache_list(cairn_cache *c, cairn_record_info **ret, size_t *ret_n, cai
 int cairn_cache_disk_usage(cairn_cache *c, const char *const *filters, size_t n_filters,
                            cairn_record_info **ret, size_t *ret_n, cairn_error **reterr)
 {
-	if (!c || !ret || !ret_n || (n_filters && !filters))
-		return err_set(reterr, -EINVAL, "disk usage: invalid arguments");
-	int r = cache_check_open(c, reterr);
+	int r = cache_enter(c, !c || !ret || !ret_n || (n_filters && !filters), "disk usage",
+	                    reterr);
 	if (r < 0)
 		return r;
 	_cleanup_(snap_filter_freep) snap_filter *filter = NULL;
@@ -655,9 +645,7 @@ static int remove_fn(struct scan *s, void *userdata)
 
 int cairn_cache_remove(cairn_cache *c, const char *id, cairn_error **reterr)
 {
-	if (!c || !id)
-		return err_set(reterr, -EINVAL, "remove record: invalid arguments");
-	int r = cache_check_open(c, reterr);
+	int r = cache_enter(c, !c || !id, "remove record", reterr);
 	if (r < 0)
 		return r;
 	_cleanup_(meta_tx_end) meta_tx tx = {0};

@@ -185,21 +185,15 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(char **, strv_free)
 
 static int read_names(int dfd, const char *what, char ***ret, size_t *ret_n, cairn_error **reterr)
 {
-	int dup_fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dup_fd < 0)
-		return err_errno(reterr, -errno, "open '%s'", what);
-	DIR *d = fdopendir(dup_fd);
-	if (!d) {
-		safe_close(dup_fd);
-		return err_errno(reterr, -errno, "opendir '%s'", what);
-	}
+	DIR *d = NULL;
+	int r = fs_opendir_fd(dfd, what, &d, reterr);
+	if (r < 0)
+		return r;
 	_cleanup_(strv_freep) char **v = calloc(1, sizeof(char *));
 	size_t n = 0, cap = 1;
-	int r = v ? 0 : -ENOMEM;
+	r = v ? 0 : -ENOMEM;
 	struct dirent *de;
-	while (r == 0 && (errno = 0, de = readdir(d))) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
+	while (r == 0 && (de = fs_readdir(d))) {
 		if (n + 1 >= cap) {
 			char **nv = realloc(v, 2 * cap * sizeof(char *));
 			if (!nv) {

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "labels.h"
+#include "util.h"
 
 int meta_label_check(const char *key, const char *value, cairn_error **reterr)
 {
@@ -15,38 +16,17 @@ int meta_label_check(const char *key, const char *value, cairn_error **reterr)
 	return 0;
 }
 
-/* Binds @n text parameters and runs @sql to completion. */
-static int run(meta_tx *tx, const char *sql, const char *what, cairn_error **reterr, int n, ...)
-{
-	sqlite3_stmt *st = meta_prepare(tx, sql, reterr);
-	if (!st)
-		return -EIO;
-	va_list ap;
-	va_start(ap, n);
-	for (int i = 1; i <= n; i++)
-		sqlite3_bind_text(st, i, va_arg(ap, const char *), -1, SQLITE_STATIC);
-	va_end(ap);
-	return meta_step_done(tx, st, what, reterr);
-}
-
 /* Runs @sql bound to @arg and hands each row's two text columns to @fn. */
 static int each_kv(meta_tx *tx, const char *sql, const char *arg, meta_kv_fn fn, void *userdata,
                    const char *what, cairn_error **reterr)
 {
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(meta_sqlite(tx), sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return meta_error(tx, rc, reterr, "%s", what);
+	_cleanup_(meta_finalizep) sqlite3_stmt *st = NULL;
+	int r = meta_prepare_once(tx, sql, &st, reterr, "%s", what);
+	if (r < 0)
+		return r;
 	if (arg)
 		sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
-	int r = 0;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW && r >= 0)
-		r = fn((const char *)sqlite3_column_text(st, 0),
-		       (const char *)sqlite3_column_text(st, 1), userdata);
-	if (r >= 0 && rc != SQLITE_DONE && rc != SQLITE_ROW)
-		r = meta_error(tx, rc, reterr, "%s", what);
-	sqlite3_finalize(st);
-	return r < 0 ? r : 0;
+	return meta_walk_kv(tx, st, fn, userdata, reterr, "%s", what);
 }
 
 /* Reads column 0 of the first row of @sql bound to @arg: 1 found, 0 absent. */
@@ -57,12 +37,10 @@ static int get_text(meta_tx *tx, const char *sql, const char *arg, char **ret, c
 	if (!st)
 		return -EIO;
 	sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st);
 	*ret = NULL;
-	if (rc == SQLITE_DONE)
-		return 0;
-	if (rc != SQLITE_ROW)
-		return meta_error(tx, rc, reterr, "%s '%s'", what, arg);
+	int r = meta_step_row(tx, st, reterr, "%s '%s'", what, arg);
+	if (r <= 0)
+		return r;
 	*ret = strdup((const char *)sqlite3_column_text(st, 0));
 	sqlite3_reset(st);
 	if (!*ret)
@@ -77,10 +55,11 @@ int meta_content_label_set(meta_tx *tx, const char *digest, const char *key, con
 	if (r < 0)
 		return r;
 	if (!value || !*value)
-		return run(tx, "DELETE FROM content_labels WHERE digest = ? AND key = ?",
-		           "delete content label", reterr, 2, digest, key);
-	return run(tx, "INSERT OR REPLACE INTO content_labels(digest, key, value) VALUES (?, ?, ?)",
-	           "set content label", reterr, 3, digest, key, value);
+		return meta_run(tx, "DELETE FROM content_labels WHERE digest = ? AND key = ?",
+		                "delete content label", reterr, 2, digest, key);
+	return meta_run(
+		tx, "INSERT OR REPLACE INTO content_labels(digest, key, value) VALUES (?, ?, ?)",
+		"set content label", reterr, 3, digest, key, value);
 }
 
 int meta_content_labels(meta_tx *tx, const char *digest, meta_kv_fn fn, void *userdata,
@@ -92,8 +71,8 @@ int meta_content_labels(meta_tx *tx, const char *digest, meta_kv_fn fn, void *us
 
 int meta_content_labels_clear(meta_tx *tx, const char *digest, cairn_error **reterr)
 {
-	return run(tx, "DELETE FROM content_labels WHERE digest = ?", "clear content labels",
-	           reterr, 1, digest);
+	return meta_run(tx, "DELETE FROM content_labels WHERE digest = ?", "clear content labels",
+	                reterr, 1, digest);
 }
 
 int meta_tag_set(meta_tx *tx, const char *name, const char *target, cairn_error **reterr)
@@ -117,7 +96,7 @@ int meta_tag_get(meta_tx *tx, const char *name, char **ret_target, cairn_error *
 
 int meta_tag_remove(meta_tx *tx, const char *name, cairn_error **reterr)
 {
-	int r = run(tx, "DELETE FROM tags WHERE name = ?", "remove tag", reterr, 1, name);
+	int r = meta_run(tx, "DELETE FROM tags WHERE name = ?", "remove tag", reterr, 1, name);
 	if (r < 0)
 		return r;
 	if (meta_changes(tx) == 0)
@@ -139,6 +118,6 @@ int meta_info_get(meta_tx *tx, const char *key, char **ret_value, cairn_error **
 
 int meta_info_set(meta_tx *tx, const char *key, const char *value, cairn_error **reterr)
 {
-	return run(tx, "INSERT OR REPLACE INTO store_info(key, value) VALUES (?, ?)",
-	           "set store fact", reterr, 2, key, value);
+	return meta_run(tx, "INSERT OR REPLACE INTO store_info(key, value) VALUES (?, ?)",
+	                "set store fact", reterr, 2, key, value);
 }

@@ -69,11 +69,16 @@ static int verror(sqlite3 *db, int rc, cairn_error **reterr, const char *fmt, va
 	return err_set(reterr, code, "%s: %s", what ? what : "database", msg);
 }
 
+int meta_verror(meta_tx *tx, int rc, cairn_error **reterr, const char *fmt, va_list ap)
+{
+	return verror(tx && tx->db ? tx->db->db : NULL, rc, reterr, fmt, ap);
+}
+
 int meta_error(meta_tx *tx, int rc, cairn_error **reterr, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	int code = verror(tx && tx->db ? tx->db->db : NULL, rc, reterr, fmt, ap);
+	int code = meta_verror(tx, rc, reterr, fmt, ap);
 	va_end(ap);
 	return code;
 }

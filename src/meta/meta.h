@@ -12,6 +12,7 @@
 #pragma once
 
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -68,6 +69,9 @@ sqlite3 *meta_sqlite(meta_tx *tx);
  * SQLITE_READONLY -EROFS, SQLITE_FULL -ENOSPC, SQLITE_CANTOPEN -EACCES or -ENOENT, else -EIO.
  */
 int meta_error(meta_tx *tx, int rc, cairn_error **reterr, const char *fmt, ...) _printf_(4, 5);
+/* meta_verror() - meta_error() with a va_list. */
+int meta_verror(meta_tx *tx, int rc, cairn_error **reterr, const char *fmt, va_list ap)
+	_printf_(4, 0);
 
 /*
  * meta_prepare() - a cached prepared statement for @sql (the same string pointer is looked up

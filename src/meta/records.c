@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-#include <stdarg.h>
 #include <string.h>
 
 #include "records.h"
+#include "util.h"
 
 #define RECORD_COLUMNS                                                                             \
 	"r.id, r.snapshotter, r.kind, r.parent, r.equal_mutable, "                                 \
@@ -33,19 +33,7 @@ void meta_record_clear(struct meta_record *r)
 	*r = (struct meta_record){0};
 }
 
-/* A copy of text column @col, NULL for SQL NULL; *@oom is set when a copy fails. */
-static char *dup_col(sqlite3_stmt *st, int col, bool *oom)
-{
-	const char *t = (const char *)sqlite3_column_text(st, col);
-	if (!t)
-		return NULL;
-	char *s = strdup(t);
-	if (!s)
-		*oom = true;
-	return s;
-}
-
-/* As dup_col(), but "" for SQL NULL. */
+/* As meta_dup_col(), but "" for SQL NULL. */
 static char *dup_str(sqlite3_stmt *st, int col, bool *oom)
 {
 	const char *t = (const char *)sqlite3_column_text(st, col);
@@ -55,18 +43,20 @@ static char *dup_str(sqlite3_stmt *st, int col, bool *oom)
 	return s;
 }
 
-/* Fills @r from the current row of a SELECT_RECORD statement; -ENOMEM leaves @r zeroed. */
-static int read_record(sqlite3_stmt *st, struct meta_record *r)
+/* Fills the struct meta_record at @ret from the current row of a SELECT_RECORD statement (a
+ * meta_read_fn); -ENOMEM leaves it zeroed. */
+static int read_record(sqlite3_stmt *st, void *ret)
 {
+	struct meta_record *r = ret;
 	bool oom = false;
 	*r = (struct meta_record){
-		.id = dup_col(st, 0, &oom),
+		.id = meta_dup_col(st, 0, &oom),
 		.snapshotter = dup_str(st, 1, &oom),
 		.kind = sqlite3_column_int(st, 2),
-		.parent = dup_col(st, 3, &oom),
-		.equal_mutable = dup_col(st, 4, &oom),
-		.equal_immutable = dup_col(st, 5, &oom),
-		.snapshot = dup_col(st, 6, &oom),
+		.parent = meta_dup_col(st, 3, &oom),
+		.equal_mutable = meta_dup_col(st, 4, &oom),
+		.equal_immutable = meta_dup_col(st, 5, &oom),
+		.snapshot = meta_dup_col(st, 6, &oom),
 		.description = dup_str(st, 7, &oom),
 		.record_type = dup_str(st, 8, &oom),
 		.layer_type = dup_str(st, 9, &oom),
@@ -79,11 +69,11 @@ static int read_record(sqlite3_stmt *st, struct meta_record *r)
 		.gen = sqlite3_column_int64(st, 16),
 		.size = sqlite3_column_type(st, 17) == SQLITE_NULL ? -1
 	                                                           : sqlite3_column_int64(st, 17),
-		.blob = dup_col(st, 18, &oom),
-		.diff_id = dup_col(st, 19, &oom),
-		.media_type = dup_col(st, 20, &oom),
-		.chain_id = dup_col(st, 21, &oom),
-		.blob_chain_id = dup_col(st, 22, &oom),
+		.blob = meta_dup_col(st, 18, &oom),
+		.diff_id = meta_dup_col(st, 19, &oom),
+		.media_type = meta_dup_col(st, 20, &oom),
+		.chain_id = meta_dup_col(st, 21, &oom),
+		.blob_chain_id = meta_dup_col(st, 22, &oom),
 	};
 	if (oom || !r->id) {
 		meta_record_clear(r);
@@ -92,34 +82,12 @@ static int read_record(sqlite3_stmt *st, struct meta_record *r)
 	return 0;
 }
 
-/* Binds @text (NULL binds SQL NULL) to parameter @i. */
-static void bind_text(sqlite3_stmt *st, int i, const char *text)
-{
-	if (text)
-		sqlite3_bind_text(st, i, text, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_null(st, i);
-}
-
-/* Binds @n text parameters (NULL allowed) and runs @sql to completion. */
-static int run(meta_tx *tx, const char *sql, const char *what, cairn_error **reterr, int n, ...)
-{
-	sqlite3_stmt *st = meta_prepare(tx, sql, reterr);
-	if (!st)
-		return -EIO;
-	va_list ap;
-	va_start(ap, n);
-	for (int i = 1; i <= n; i++)
-		bind_text(st, i, va_arg(ap, const char *));
-	va_end(ap);
-	return meta_step_done(tx, st, what, reterr);
-}
-
-/* As run() on a statement about record @id: -ENOENT naming it when no row changed. */
-static int update(meta_tx *tx, const char *sql, const char *id, const char *what,
+/* As meta_run() on a statement about record @id (parameter 1; @arg, when not NULL, is
+ * parameter 2): -ENOENT naming it when no row changed. */
+static int update(meta_tx *tx, const char *sql, const char *id, const char *arg, const char *what,
                   cairn_error **reterr)
 {
-	int r = run(tx, sql, what, reterr, 1, id);
+	int r = meta_run(tx, sql, what, reterr, arg ? 2 : 1, id, arg);
 	if (r < 0)
 		return err_prefix(reterr, "record '%s'", id);
 	if (meta_changes(tx) == 0)
@@ -134,21 +102,7 @@ int meta_record_get(meta_tx *tx, const char *id, struct meta_record *ret, cairn_
 	if (!st)
 		return -EIO;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE) {
-		sqlite3_reset(st);
-		return 0;
-	}
-	if (rc != SQLITE_ROW) {
-		int r = meta_error(tx, rc, reterr, "read record '%s'", id);
-		sqlite3_reset(st);
-		return r;
-	}
-	int r = read_record(st, ret);
-	sqlite3_reset(st);
-	if (r < 0)
-		return err_set(reterr, r, "read record '%s': out of memory", id);
-	return 1;
+	return meta_get_one(tx, st, read_record, ret, "record", id, reterr);
 }
 
 int meta_record_insert(meta_tx *tx, const struct meta_record *rec, cairn_error **reterr)
@@ -162,15 +116,15 @@ int meta_record_insert(meta_tx *tx, const struct meta_record *rec, cairn_error *
 		reterr);
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, rec->id);
-	bind_text(st, 2, rec->snapshotter);
+	meta_bind_text(st, 1, rec->id);
+	meta_bind_text(st, 2, rec->snapshotter);
 	sqlite3_bind_int(st, 3, rec->kind);
-	bind_text(st, 4, rec->parent);
-	bind_text(st, 5, rec->equal_mutable);
-	bind_text(st, 6, rec->snapshot);
-	bind_text(st, 7, rec->description ? rec->description : "");
-	bind_text(st, 8, rec->record_type ? rec->record_type : "");
-	bind_text(st, 9, rec->layer_type ? rec->layer_type : "");
+	meta_bind_text(st, 4, rec->parent);
+	meta_bind_text(st, 5, rec->equal_mutable);
+	meta_bind_text(st, 6, rec->snapshot);
+	meta_bind_text(st, 7, rec->description ? rec->description : "");
+	meta_bind_text(st, 8, rec->record_type ? rec->record_type : "");
+	meta_bind_text(st, 9, rec->layer_type ? rec->layer_type : "");
 	sqlite3_bind_int(st, 10, rec->retain);
 	sqlite3_bind_int(st, 11, rec->deleted);
 	sqlite3_bind_int(st, 12, rec->extracted);
@@ -180,50 +134,47 @@ int meta_record_insert(meta_tx *tx, const struct meta_record *rec, cairn_error *
 	else
 		sqlite3_bind_null(st, 14);
 	sqlite3_bind_int64(st, 15, rec->usage_count);
-	bind_text(st, 16, rec->blob);
-	bind_text(st, 17, rec->diff_id);
-	bind_text(st, 18, rec->media_type);
-	bind_text(st, 19, rec->chain_id);
-	bind_text(st, 20, rec->blob_chain_id);
+	meta_bind_text(st, 16, rec->blob);
+	meta_bind_text(st, 17, rec->diff_id);
+	meta_bind_text(st, 18, rec->media_type);
+	meta_bind_text(st, 19, rec->chain_id);
+	meta_bind_text(st, 20, rec->blob_chain_id);
 	int r = meta_step_done(tx, st, "insert record", reterr);
 	if (r < 0)
 		return err_prefix(reterr, "record '%s'", rec->id);
 	return 0;
 }
 
-/* Runs the uncached @st (callbacks may prepare other statements) and hands each row to @fn. */
-static int each_record(meta_tx *tx, sqlite3_stmt *st, meta_record_fn fn, void *userdata,
-                       cairn_error **reterr)
+struct record_walk {
+	meta_record_fn fn;
+	void *userdata;
+};
+
+/* A meta_row_fn: hands each row of a SELECT_RECORD statement to the walk's function. */
+static int record_row(sqlite3_stmt *st, void *userdata, cairn_error **reterr)
 {
-	int rc = SQLITE_DONE, r = 0;
-	while (r >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct meta_record rec;
-		r = read_record(st, &rec);
-		if (r < 0) {
-			r = err_set(reterr, r, "list records: out of memory");
-			break;
-		}
-		r = fn(&rec, userdata);
-		meta_record_clear(&rec);
-	}
-	if (r >= 0 && rc != SQLITE_DONE)
-		r = meta_error(tx, rc, reterr, "list records");
-	return r < 0 ? r : 0;
+	struct record_walk *w = userdata;
+	struct meta_record rec;
+	int r = read_record(st, &rec);
+	if (r < 0)
+		return err_set(reterr, r, "list records: out of memory");
+	r = w->fn(&rec, w->userdata);
+	meta_record_clear(&rec);
+	return r;
 }
 
 int meta_record_list(meta_tx *tx, const char *snapshotter, meta_record_fn fn, void *userdata,
                      cairn_error **reterr)
 {
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(meta_sqlite(tx),
-	                            SELECT_RECORD "WHERE r.snapshotter = ? ORDER BY r.id", -1, &st,
-	                            NULL);
-	if (rc != SQLITE_OK)
-		return meta_error(tx, rc, reterr, "list records");
+	/* Uncached: @fn may prepare other statements. */
+	_cleanup_(meta_finalizep) sqlite3_stmt *st = NULL;
+	int r = meta_prepare_once(tx, SELECT_RECORD "WHERE r.snapshotter = ? ORDER BY r.id", &st,
+	                          reterr, "list records");
+	if (r < 0)
+		return r;
 	sqlite3_bind_text(st, 1, snapshotter, -1, SQLITE_STATIC);
-	int r = each_record(tx, st, fn, userdata, reterr);
-	sqlite3_finalize(st);
-	return r;
+	struct record_walk w = {fn, userdata};
+	return meta_walk(tx, st, record_row, &w, reterr, "list records");
 }
 
 /* Collects text column 0 of @st's rows (bound by the caller; at most @max) into an array. */
@@ -296,9 +247,9 @@ int meta_record_snapshot_users(meta_tx *tx, const char *snapshotter, const char 
 	                                reterr);
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, snapshotter);
-	bind_text(st, 2, snapshot);
-	bind_text(st, 3, except);
+	meta_bind_text(st, 1, snapshotter);
+	meta_bind_text(st, 2, snapshot);
+	meta_bind_text(st, 3, except);
 	int rc = sqlite3_step(st);
 	int n = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
 	sqlite3_reset(st);
@@ -312,7 +263,7 @@ int meta_record_finalize(meta_tx *tx, const char *id, cairn_error **reterr)
 	return update(tx,
 	              "UPDATE records SET equal_mutable = NULL, snapshot = id, gen = gen + 1 "
 	              "WHERE id = ?",
-	              id, "finalize", reterr);
+	              id, NULL, "finalize", reterr);
 }
 
 int meta_record_set_deleted(meta_tx *tx, const char *id, bool deleted, cairn_error **reterr)
@@ -320,15 +271,15 @@ int meta_record_set_deleted(meta_tx *tx, const char *id, bool deleted, cairn_err
 	return update(tx,
 	              deleted ? "UPDATE records SET deleted = 1 WHERE id = ?"
 	                      : "UPDATE records SET deleted = 0 WHERE id = ?",
-	              id, "mark deleted", reterr);
+	              id, NULL, "mark deleted", reterr);
 }
 
 int meta_record_delete(meta_tx *tx, const char *id, cairn_error **reterr)
 {
-	int r = run(tx, "DELETE FROM tags WHERE target = ?", "delete tags", reterr, 1, id);
+	int r = meta_run(tx, "DELETE FROM tags WHERE target = ?", "delete tags", reterr, 1, id);
 	if (r < 0)
 		return err_prefix(reterr, "record '%s'", id);
-	r = run(tx, "DELETE FROM records WHERE id = ?", "delete record", reterr, 1, id);
+	r = meta_run(tx, "DELETE FROM records WHERE id = ?", "delete record", reterr, 1, id);
 	if (r < 0)
 		return err_prefix(reterr, "record '%s'", id);
 	return 0;
@@ -352,8 +303,8 @@ int meta_record_add_use(meta_tx *tx, const char *id, int64_t now, cairn_error **
 
 int meta_record_bump_gen(meta_tx *tx, const char *id, cairn_error **reterr)
 {
-	return update(tx, "UPDATE records SET gen = gen + 1 WHERE id = ?", id, "invalidate size",
-	              reterr);
+	return update(tx, "UPDATE records SET gen = gen + 1 WHERE id = ?", id, NULL,
+	              "invalidate size", reterr);
 }
 
 int meta_record_set_size(meta_tx *tx, const char *id, int64_t gen, int64_t size,
@@ -377,18 +328,13 @@ int meta_record_set_retain(meta_tx *tx, const char *id, bool retain, cairn_error
 	return update(tx,
 	              retain ? "UPDATE records SET retain = 1 WHERE id = ?"
 	                     : "UPDATE records SET retain = 0 WHERE id = ?",
-	              id, "set cache policy", reterr);
+	              id, NULL, "set cache policy", reterr);
 }
 
 int meta_record_set_type(meta_tx *tx, const char *id, const char *type, cairn_error **reterr)
 {
-	int r = run(tx, "UPDATE records SET record_type = ?2 WHERE id = ?1", "set record type",
-	            reterr, 2, id, type ? type : "");
-	if (r < 0)
-		return err_prefix(reterr, "record '%s'", id);
-	if (meta_changes(tx) == 0)
-		return err_set(reterr, -ENOENT, "set record type: record '%s' not found", id);
-	return 0;
+	return update(tx, "UPDATE records SET record_type = ?2 WHERE id = ?1", id, type ? type : "",
+	              "set record type", reterr);
 }
 
 int meta_record_set_extracted(meta_tx *tx, const char *id, bool extracted, cairn_error **reterr)
@@ -396,7 +342,7 @@ int meta_record_set_extracted(meta_tx *tx, const char *id, bool extracted, cairn
 	return update(tx,
 	              extracted ? "UPDATE records SET extracted = 1, gen = gen + 1 WHERE id = ?"
 	                        : "UPDATE records SET extracted = 0, gen = gen + 1 WHERE id = ?",
-	              id, "set extracted", reterr);
+	              id, NULL, "set extracted", reterr);
 }
 
 /* ---- mounts ---- */
@@ -411,13 +357,15 @@ void meta_mount_clear(struct meta_mount *m)
 
 #define SELECT_MOUNT "SELECT target, record, view, readonly, created_at FROM mounts "
 
-static int read_mount(sqlite3_stmt *st, struct meta_mount *m)
+/* A meta_read_fn filling a struct meta_mount from a SELECT_MOUNT row. */
+static int read_mount(sqlite3_stmt *st, void *ret)
 {
+	struct meta_mount *m = ret;
 	bool oom = false;
 	*m = (struct meta_mount){
-		.target = dup_col(st, 0, &oom),
-		.record = dup_col(st, 1, &oom),
-		.view = dup_col(st, 2, &oom),
+		.target = meta_dup_col(st, 0, &oom),
+		.record = meta_dup_col(st, 1, &oom),
+		.view = meta_dup_col(st, 2, &oom),
 		.readonly = sqlite3_column_int(st, 3) != 0,
 		.created_at = sqlite3_column_int64(st, 4),
 	};
@@ -436,9 +384,9 @@ int meta_mount_insert(meta_tx *tx, const struct meta_mount *m, cairn_error **ret
 	                                reterr);
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, m->target);
-	bind_text(st, 2, m->record);
-	bind_text(st, 3, m->view);
+	meta_bind_text(st, 1, m->target);
+	meta_bind_text(st, 2, m->record);
+	meta_bind_text(st, 3, m->view);
 	sqlite3_bind_int(st, 4, m->readonly);
 	sqlite3_bind_int64(st, 5, m->created_at);
 	int r = meta_step_done(tx, st, "insert mount", reterr);
@@ -454,21 +402,13 @@ int meta_mount_get(meta_tx *tx, const char *target, struct meta_mount *ret, cair
 	if (!st)
 		return -EIO;
 	sqlite3_bind_text(st, 1, target, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st);
-	int r = 0;
-	if (rc == SQLITE_ROW)
-		r = read_mount(st, ret) < 0
-		            ? err_set(reterr, -ENOMEM, "read mount '%s': out of memory", target)
-		            : 1;
-	else if (rc != SQLITE_DONE)
-		r = meta_error(tx, rc, reterr, "read mount '%s'", target);
-	sqlite3_reset(st);
-	return r;
+	return meta_get_one(tx, st, read_mount, ret, "mount", target, reterr);
 }
 
 int meta_mount_delete(meta_tx *tx, const char *target, cairn_error **reterr)
 {
-	int r = run(tx, "DELETE FROM mounts WHERE target = ?", "delete mount", reterr, 1, target);
+	int r = meta_run(tx, "DELETE FROM mounts WHERE target = ?", "delete mount", reterr, 1,
+	                 target);
 	if (r < 0)
 		return err_prefix(reterr, "mount '%s'", target);
 	if (meta_changes(tx) == 0)
@@ -476,30 +416,35 @@ int meta_mount_delete(meta_tx *tx, const char *target, cairn_error **reterr)
 	return 0;
 }
 
+struct mount_walk {
+	meta_mount_fn fn;
+	void *userdata;
+};
+
+/* A meta_row_fn: hands each row of a SELECT_MOUNT statement to the walk's function. */
+static int mount_row(sqlite3_stmt *st, void *userdata, cairn_error **reterr)
+{
+	struct mount_walk *w = userdata;
+	struct meta_mount m;
+	if (read_mount(st, &m) < 0)
+		return err_set(reterr, -ENOMEM, "list mounts: out of memory");
+	int r = w->fn(&m, w->userdata);
+	meta_mount_clear(&m);
+	return r;
+}
+
 int meta_mount_list(meta_tx *tx, const char *record, meta_mount_fn fn, void *userdata,
                     cairn_error **reterr)
 {
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(meta_sqlite(tx),
-	                            SELECT_MOUNT "WHERE ?1 IS NULL OR record = ?1 ORDER BY target",
-	                            -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return meta_error(tx, rc, reterr, "list mounts");
-	bind_text(st, 1, record);
-	int r = 0;
-	while (r >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct meta_mount m;
-		if (read_mount(st, &m) < 0) {
-			r = err_set(reterr, -ENOMEM, "list mounts: out of memory");
-			break;
-		}
-		r = fn(&m, userdata);
-		meta_mount_clear(&m);
-	}
-	if (r >= 0 && rc != SQLITE_DONE)
-		r = meta_error(tx, rc, reterr, "list mounts");
-	sqlite3_finalize(st);
-	return r < 0 ? r : 0;
+	_cleanup_(meta_finalizep) sqlite3_stmt *st = NULL;
+	int r = meta_prepare_once(tx,
+	                          SELECT_MOUNT "WHERE ?1 IS NULL OR record = ?1 ORDER BY target",
+	                          &st, reterr, "list mounts");
+	if (r < 0)
+		return r;
+	meta_bind_text(st, 1, record);
+	struct mount_walk w = {fn, userdata};
+	return meta_walk(tx, st, mount_row, &w, reterr, "list mounts");
 }
 
 /* ---- temporary leases ---- */
@@ -522,11 +467,11 @@ int meta_temp_lease_add(meta_tx *tx, const char *id, const char *type, const cha
 		return err_prefix(reterr, "lease '%s'", id);
 	char value[32];
 	snprintf(value, sizeof(value), "%lld", (long long)now);
-	r = run(tx, "INSERT INTO lease_labels(lease, key, value) VALUES (?, ?, ?)", "label lease",
-	        reterr, 3, id, META_LEASE_TEMPORARY, value);
+	r = meta_run(tx, "INSERT INTO lease_labels(lease, key, value) VALUES (?, ?, ?)",
+	             "label lease", reterr, 3, id, META_LEASE_TEMPORARY, value);
 	if (r >= 0)
-		r = run(tx, "INSERT INTO lease_resources(lease, type, id) VALUES (?, ?, ?)",
-		        "add lease resource", reterr, 3, id, type, res);
+		r = meta_run(tx, "INSERT INTO lease_resources(lease, type, id) VALUES (?, ?, ?)",
+		             "add lease resource", reterr, 3, id, type, res);
 	if (r < 0)
 		return err_prefix(reterr, "lease '%s'", id);
 	return 0;
@@ -535,30 +480,36 @@ int meta_temp_lease_add(meta_tx *tx, const char *id, const char *type, const cha
 int meta_temp_lease_remove(meta_tx *tx, const char *id, cairn_error **reterr)
 {
 	/* Labels and resources go with the lease (ON DELETE CASCADE). */
-	int r = run(tx, "DELETE FROM leases WHERE id = ?", "delete lease", reterr, 1, id);
+	int r = meta_run(tx, "DELETE FROM leases WHERE id = ?", "delete lease", reterr, 1, id);
 	if (r < 0)
 		return err_prefix(reterr, "lease '%s'", id);
 	return 0;
 }
 
+struct lease_walk {
+	meta_temp_lease_fn fn;
+	void *userdata;
+};
+
+static int lease_row(sqlite3_stmt *st, void *userdata, cairn_error **reterr)
+{
+	struct lease_walk *w = userdata;
+	return w->fn((const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1),
+	             sqlite3_column_int64(st, 2), (const char *)sqlite3_column_text(st, 3),
+	             (const char *)sqlite3_column_text(st, 4), w->userdata);
+}
+
 int meta_temp_leases(meta_tx *tx, meta_temp_lease_fn fn, void *userdata, cairn_error **reterr)
 {
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(meta_sqlite(tx),
-	                            "SELECT l.id, l.pid, l.pid_start, r.type, r.id FROM leases l "
-	                            "JOIN lease_labels t ON t.lease = l.id AND t.key = ?1 "
-	                            "LEFT JOIN lease_resources r ON r.lease = l.id ORDER BY l.id",
-	                            -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return meta_error(tx, rc, reterr, "list temporary leases");
+	_cleanup_(meta_finalizep) sqlite3_stmt *st = NULL;
+	int r = meta_prepare_once(tx,
+	                          "SELECT l.id, l.pid, l.pid_start, r.type, r.id FROM leases l "
+	                          "JOIN lease_labels t ON t.lease = l.id AND t.key = ?1 "
+	                          "LEFT JOIN lease_resources r ON r.lease = l.id ORDER BY l.id",
+	                          &st, reterr, "list temporary leases");
+	if (r < 0)
+		return r;
 	sqlite3_bind_text(st, 1, META_LEASE_TEMPORARY, -1, SQLITE_STATIC);
-	int r = 0;
-	while (r >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
-		r = fn((const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1),
-		       sqlite3_column_int64(st, 2), (const char *)sqlite3_column_text(st, 3),
-		       (const char *)sqlite3_column_text(st, 4), userdata);
-	if (r >= 0 && rc != SQLITE_DONE)
-		r = meta_error(tx, rc, reterr, "list temporary leases");
-	sqlite3_finalize(st);
-	return r < 0 ? r : 0;
+	struct lease_walk w = {fn, userdata};
+	return meta_walk(tx, st, lease_row, &w, reterr, "list temporary leases");
 }

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <string.h>
 
 #include "snapshots.h"
+#include "util.h"
 
 #define SELECT_ROW                                                                                 \
 	"SELECT s.id, s.kind, s.parent, s.snapshotter, s.name, p.name, s.created_at, "             \
@@ -19,28 +19,24 @@ void meta_snapshot_clear(struct meta_snapshot *s)
 	*s = (struct meta_snapshot){0};
 }
 
-static char *dup_col(sqlite3_stmt *st, int col)
+/* A meta_read_fn filling a struct meta_snapshot from a SELECT_ROW row. */
+static int read_row(sqlite3_stmt *st, void *ret)
 {
-	const char *t = (const char *)sqlite3_column_text(st, col);
-	return t ? strdup(t) : NULL;
-}
-
-/* Fills @s from the current row of a SELECT_ROW statement. */
-static int read_row(sqlite3_stmt *st, struct meta_snapshot *s)
-{
+	struct meta_snapshot *s = ret;
+	bool oom = false;
 	*s = (struct meta_snapshot){
 		.id = sqlite3_column_int64(st, 0),
 		.kind = sqlite3_column_int(st, 1),
 		.parent = sqlite3_column_int64(st, 2),
-		.snapshotter = dup_col(st, 3),
-		.name = dup_col(st, 4),
-		.parent_name = dup_col(st, 5),
+		.snapshotter = meta_dup_col(st, 3, &oom),
+		.name = meta_dup_col(st, 4, &oom),
+		.parent_name = meta_dup_col(st, 5, &oom),
 		.created_at = sqlite3_column_int64(st, 6),
 		.updated_at = sqlite3_column_int64(st, 7),
 		.size = sqlite3_column_int64(st, 8),
 		.inodes = sqlite3_column_int64(st, 9),
 	};
-	if (!s->snapshotter || !s->name || (s->parent && !s->parent_name)) {
+	if (oom || !s->snapshotter || !s->name || (s->parent && !s->parent_name)) {
 		meta_snapshot_clear(s);
 		return -ENOMEM;
 	}
@@ -52,21 +48,7 @@ static int get_one(meta_tx *tx, sqlite3_stmt *st, struct meta_snapshot *ret, con
                    cairn_error **reterr)
 {
 	*ret = (struct meta_snapshot){0};
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE) {
-		sqlite3_reset(st);
-		return 0;
-	}
-	if (rc != SQLITE_ROW) {
-		int r = meta_error(tx, rc, reterr, "read snapshot '%s'", what);
-		sqlite3_reset(st);
-		return r;
-	}
-	int r = read_row(st, ret);
-	sqlite3_reset(st);
-	if (r < 0)
-		return err_set(reterr, r, "read snapshot '%s': out of memory", what);
-	return 1;
+	return meta_get_one(tx, st, read_row, ret, "snapshot", what, reterr);
 }
 
 int meta_snapshot_get(meta_tx *tx, const char *snapshotter, const char *name,
@@ -117,21 +99,6 @@ int meta_snapshot_insert(meta_tx *tx, const char *snapshotter, const char *name,
 	return 0;
 }
 
-/* Binds int64 parameters 1..@n and runs @sql to completion. */
-static int run_ints(meta_tx *tx, const char *sql, const char *what, cairn_error **reterr, int n,
-                    ...)
-{
-	sqlite3_stmt *st = meta_prepare(tx, sql, reterr);
-	if (!st)
-		return -EIO;
-	va_list ap;
-	va_start(ap, n);
-	for (int i = 1; i <= n; i++)
-		sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
-	va_end(ap);
-	return meta_step_done(tx, st, what, reterr);
-}
-
 int meta_snapshot_commit(meta_tx *tx, int64_t id, const char *name, int64_t now, int64_t size,
                          int64_t inodes, cairn_error **reterr)
 {
@@ -155,8 +122,8 @@ int meta_snapshot_commit(meta_tx *tx, int64_t id, const char *name, int64_t now,
 
 int meta_snapshot_delete(meta_tx *tx, int64_t id, cairn_error **reterr)
 {
-	int r = run_ints(tx, "DELETE FROM snapshots WHERE id = ?", "delete snapshot", reterr, 1,
-	                 id);
+	int r = meta_run_ints(tx, "DELETE FROM snapshots WHERE id = ?", "delete snapshot", reterr,
+	                      1, id);
 	if (r < 0)
 		return err_prefix(reterr, "snapshot %" PRId64, id);
 	if (meta_changes(tx) == 0)
@@ -171,13 +138,9 @@ int meta_snapshot_has_children(meta_tx *tx, int64_t id, cairn_error **reterr)
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, id);
-	int rc = sqlite3_step(st);
+	int r = meta_step_row(tx, st, reterr, "look for children of snapshot %" PRId64, id);
 	sqlite3_reset(st);
-	if (rc == SQLITE_ROW)
-		return 1;
-	if (rc == SQLITE_DONE)
-		return 0;
-	return meta_error(tx, rc, reterr, "look for children of snapshot %" PRId64, id);
+	return r;
 }
 
 /* Collects column 0 of every row of @sql bound to @id into a growing array. */
@@ -238,37 +201,30 @@ int meta_snapshot_descendants(meta_tx *tx, int64_t id, int64_t **ret_ids, size_t
 
 int meta_snapshot_touch(meta_tx *tx, int64_t id, int64_t now, cairn_error **reterr)
 {
-	return run_ints(tx, "UPDATE snapshots SET updated_at = ?2 WHERE id = ?1", "update snapshot",
-	                reterr, 2, id, now);
+	return meta_run_ints(tx, "UPDATE snapshots SET updated_at = ?2 WHERE id = ?1",
+	                     "update snapshot", reterr, 2, id, now);
 }
 
 int meta_snapshot_set_usage(meta_tx *tx, int64_t id, int64_t size, int64_t inodes,
                             cairn_error **reterr)
 {
-	return run_ints(tx, "UPDATE snapshots SET size = ?2, inodes = ?3 WHERE id = ?1",
-	                "record snapshot usage", reterr, 3, id, size, inodes);
+	return meta_run_ints(tx, "UPDATE snapshots SET size = ?2, inodes = ?3 WHERE id = ?1",
+	                     "record snapshot usage", reterr, 3, id, size, inodes);
 }
 
 int meta_snapshot_labels(meta_tx *tx, int64_t id, meta_kv_fn fn, void *userdata,
                          cairn_error **reterr)
 {
 	/* A fresh statement: @fn may run other queries, even this one. */
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(meta_sqlite(tx),
-	                            "SELECT key, value FROM snapshot_labels WHERE snapshot = ? "
-	                            "ORDER BY key",
-	                            -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return meta_error(tx, rc, reterr, "read labels of snapshot %" PRId64, id);
+	_cleanup_(meta_finalizep) sqlite3_stmt *st = NULL;
+	int r = meta_prepare_once(tx,
+	                          "SELECT key, value FROM snapshot_labels WHERE snapshot = ? "
+	                          "ORDER BY key",
+	                          &st, reterr, "read labels of snapshot %" PRId64, id);
+	if (r < 0)
+		return r;
 	sqlite3_bind_int64(st, 1, id);
-	int r = 0;
-	while (r >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
-		r = fn((const char *)sqlite3_column_text(st, 0),
-		       (const char *)sqlite3_column_text(st, 1), userdata);
-	if (r >= 0 && rc != SQLITE_DONE)
-		r = meta_error(tx, rc, reterr, "read labels of snapshot %" PRId64, id);
-	sqlite3_finalize(st);
-	return r < 0 ? r : 0;
+	return meta_walk_kv(tx, st, fn, userdata, reterr, "read labels of snapshot %" PRId64, id);
 }
 
 int meta_snapshot_label_set(meta_tx *tx, int64_t id, const char *key, const char *value,
@@ -299,35 +255,40 @@ int meta_snapshot_label_set(meta_tx *tx, int64_t id, const char *key, const char
 
 int meta_snapshot_labels_clear(meta_tx *tx, int64_t id, cairn_error **reterr)
 {
-	return run_ints(tx, "DELETE FROM snapshot_labels WHERE snapshot = ?",
-	                "clear snapshot labels", reterr, 1, id);
+	return meta_run_ints(tx, "DELETE FROM snapshot_labels WHERE snapshot = ?",
+	                     "clear snapshot labels", reterr, 1, id);
+}
+
+struct snapshot_walk {
+	meta_snapshot_fn fn;
+	void *userdata;
+};
+
+/* A meta_row_fn: hands each row of a SELECT_ROW statement to the walk's function. */
+static int snapshot_row(sqlite3_stmt *st, void *userdata, cairn_error **reterr)
+{
+	struct snapshot_walk *w = userdata;
+	struct meta_snapshot s;
+	int r = read_row(st, &s);
+	if (r < 0)
+		return err_set(reterr, r, "list snapshots: out of memory");
+	r = w->fn(&s, w->userdata);
+	meta_snapshot_clear(&s);
+	return r;
 }
 
 int meta_snapshot_list(meta_tx *tx, const char *snapshotter, meta_snapshot_fn fn, void *userdata,
                        cairn_error **reterr)
 {
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(meta_sqlite(tx),
-	                            SELECT_ROW "WHERE ?1 IS NULL OR s.snapshotter = ?1 "
-	                                       "ORDER BY s.name COLLATE BINARY, s.id",
-	                            -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return meta_error(tx, rc, reterr, "list snapshots");
+	_cleanup_(meta_finalizep) sqlite3_stmt *st = NULL;
+	int r = meta_prepare_once(tx,
+	                          SELECT_ROW "WHERE ?1 IS NULL OR s.snapshotter = ?1 "
+	                                     "ORDER BY s.name COLLATE BINARY, s.id",
+	                          &st, reterr, "list snapshots");
+	if (r < 0)
+		return r;
 	if (snapshotter)
 		sqlite3_bind_text(st, 1, snapshotter, -1, SQLITE_STATIC);
-	int r = 0;
-	while (r >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct meta_snapshot s;
-		r = read_row(st, &s);
-		if (r < 0) {
-			err_set(reterr, r, "list snapshots: out of memory");
-			break;
-		}
-		r = fn(&s, userdata);
-		meta_snapshot_clear(&s);
-	}
-	if (r >= 0 && rc != SQLITE_DONE)
-		r = meta_error(tx, rc, reterr, "list snapshots");
-	sqlite3_finalize(st);
-	return r < 0 ? r : 0;
+	struct snapshot_walk w = {fn, userdata};
+	return meta_walk(tx, st, snapshot_row, &w, reterr, "list snapshots");
 }

@@ -10,6 +10,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "base/log.h"
 #include "copy.h"
 
@@ -369,9 +370,7 @@ static int copy_dir(struct copier *c, int sfd, int dfd)
 	}
 	int r = 0;
 	struct dirent *de;
-	while (r == 0 && (errno = 0, de = readdir(d))) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
+	while (r == 0 && (de = fs_readdir(d))) {
 		size_t old;
 		if (path_push(c, de->d_name, &old) < 0) {
 			r = fail(c, -ENOMEM, "copy");

@@ -187,6 +187,21 @@ static int get_row(meta_tx *tx, snapshotter *s, const char *key, struct meta_sna
 	return 0;
 }
 
+/* Checks @key and reads its row in a read transaction of its own, for @op; a failed begin is
+ * prefixed "<what> '<key>'". */
+static int read_key_row(snapshotter *s, const char *op, const char *what, const char *key,
+                        struct meta_snapshot *row, cairn_error **reterr)
+{
+	int r = check_key(op, "key", key, reterr);
+	if (r < 0)
+		return r;
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	r = meta_tx_begin(s->db, &tx, false, reterr);
+	if (r < 0)
+		return err_prefix(reterr, "%s '%s'", what, key);
+	return get_row(&tx, s, key, row, op, reterr);
+}
+
 struct label_vec {
 	struct snap_label *v;
 	size_t n;
@@ -858,19 +873,10 @@ static int record_usage(snapshotter *s, int64_t id, const struct snap_usage *u,
 
 int snap_usage(snapshotter *s, const char *key, struct snap_usage *ret, cairn_error **reterr)
 {
-	int r = check_key("usage", "key", key, reterr);
+	struct meta_snapshot row = {0};
+	int r = read_key_row(s, "usage", "usage of", key, &row, reterr);
 	if (r < 0)
 		return r;
-	struct meta_snapshot row = {0};
-	{
-		_cleanup_(meta_tx_end) meta_tx tx = {0};
-		r = meta_tx_begin(s->db, &tx, false, reterr);
-		if (r < 0)
-			return err_prefix(reterr, "usage of '%s'", key);
-		r = get_row(&tx, s, key, &row, "usage", reterr);
-		if (r < 0)
-			return r;
-	}
 	struct snap_ref ref = {.id = row.id, .kind = (snap_kind)row.kind};
 	struct snap_usage u = {row.size, row.inodes};
 	bool known = row.size != META_SNAPSHOT_SIZE_UNKNOWN;
@@ -987,19 +993,10 @@ int snap_walk(snapshotter *s, const char *const *filters, size_t n_filters, snap
 
 int snap_open_fs(snapshotter *s, const char *key, char **ret_path, cairn_error **reterr)
 {
-	int r = check_key("open", "key", key, reterr);
+	struct meta_snapshot row = {0};
+	int r = read_key_row(s, "open", "open", key, &row, reterr);
 	if (r < 0)
 		return r;
-	struct meta_snapshot row = {0};
-	{
-		_cleanup_(meta_tx_end) meta_tx tx = {0};
-		r = meta_tx_begin(s->db, &tx, false, reterr);
-		if (r < 0)
-			return err_prefix(reterr, "open '%s'", key);
-		r = get_row(&tx, s, key, &row, "open", reterr);
-		if (r < 0)
-			return r;
-	}
 	int64_t id = row.id;
 	meta_snapshot_clear(&row);
 	char path[48];

@@ -81,3 +81,50 @@ extern const struct cli_command cmd_cache[]; /* top-level: new, commit, mount, l
 
 /* cli_open_cache() - open the store (as cli_open_store) and its cache manager. */
 int cli_open_cache(struct cli *cli, unsigned flags);
+
+/* The options of one command for cli_setup(): as the arguments of cli_parse(). */
+struct cli_opts {
+	const char *shortopts;
+	const struct option *longopts;
+	cli_opt_fn fn;
+	void *userdata;
+};
+
+/* What cli_setup() opens once the arguments check out. */
+enum cli_open {
+	CLI_OPEN_NONE,
+	CLI_OPEN_STORE, /* cli_open_store() */
+	CLI_OPEN_CACHE, /* cli_open_cache() */
+};
+
+/*
+ * cli_setup() - cli_parse() with @o (NULL: none but the global options), cli_nargs() within
+ * [@min, @max], then open what @open names (with no flags). Returns the index of the first
+ * positional, or -(exit code) after printing the error.
+ */
+int cli_setup(struct cli *cli, int argc, char **argv, const struct cli_opts *o, int min, int max,
+              enum cli_open open);
+
+/* cli_print_value() - {"@key": @value} with --json; else @value on a line unless @quiet. Returns
+ * an exit code. */
+int cli_print_value(struct cli *cli, const char *key, const char *value, bool quiet);
+
+/* cli_make_mount_point() - create directory @target unless it exists; prints the error. Returns
+ * EXIT_OK or EXIT_FAIL. */
+int cli_make_mount_point(const char *target);
+
+/* cli_print_mounts() - print a mount spec list as JSON (cli_mounts_json) and free it. */
+int cli_print_mounts(cairn_mount *m, size_t n);
+
+/*
+ * Removes the thing @arg names, printing any error: 0 or an exit code. May set *@ret_name to
+ * the name to report instead of @arg (freed by the caller).
+ */
+typedef int (*cli_remove_fn)(struct cli *cli, const char *arg, char **ret_name);
+
+/*
+ * cli_remove_each() - @fn on each of argv[@i..@argc-1], going on past failures. With --json
+ * prints {"removed": [names]}; otherwise "removed NAME" per success when @print and not -q.
+ * Returns the first failure's exit code, or EXIT_OK.
+ */
+int cli_remove_each(struct cli *cli, int argc, char **argv, int i, cli_remove_fn fn, bool print);

@@ -9,23 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
 
-/* Parses (with @opts), checks the count and opens the cache: index of the first positional,
- * or -(exit code). */
-static int setup(struct cli *cli, int argc, char **argv, const char *shortopts,
-                 const struct option *opts, cli_opt_fn fn, void *userdata, int min, int max)
+/* Parses (with @o, may be NULL), checks the count and opens the cache: index of the first
+ * positional, or -(exit code). */
+static int setup(struct cli *cli, int argc, char **argv, const struct cli_opts *o, int min, int max)
 {
-	int i = cli_parse(cli, argc, argv, shortopts, opts, fn, userdata);
-	if (i < 0)
-		return -EXIT_USAGE;
-	int r = cli_nargs(cli, argc - i, min, max);
-	if (r)
-		return -r;
-	r = cli_open_cache(cli, 0);
-	return r ? -r : i;
+	return cli_setup(cli, argc, argv, o, min, max, CLI_OPEN_CACHE);
 }
 
 /* REF to a record id (caller frees), printing the error. Returns 0 or an exit code. */
@@ -37,17 +28,27 @@ static int resolve(struct cli *cli, const char *ref, char **ret_id)
 	return 0;
 }
 
-/* A ref of either kind on REF: mutable records come back mutable. */
-static int get_ref(struct cli *cli, const char *name, cairn_ref **ret)
+/* A ref on REF, printing the error: the mutable one with @mut, else one of either kind
+ * (mutable records come back mutable). Returns 0 or an exit code. */
+static int get_ref(struct cli *cli, const char *name, bool mut, cairn_ref **ret)
 {
 	char *id = NULL;
 	int rc = resolve(cli, name, &id);
 	if (rc)
 		return rc;
 	cairn_error *e = NULL;
-	int r = cairn_cache_get(cli->cache, id, CAIRN_CACHE_GET_ANY_KIND, ret, &e);
+	int r = mut ? cairn_cache_get_mutable(cli->cache, id, ret, &e)
+	            : cairn_cache_get(cli->cache, id, CAIRN_CACHE_GET_ANY_KIND, ret, &e);
 	free(id);
 	return r < 0 ? cli_fail(cli, e) : 0;
+}
+
+/* "-" until the size is known, else the size in @buf. */
+static const char *size_or_dash(int64_t size, char *buf, size_t len)
+{
+	if (size < 0)
+		return "-";
+	return cli_format_size((uint64_t)size, buf, len);
 }
 
 static json_t *json_str_or_null(const char *s)
@@ -87,6 +88,14 @@ static json_t *record_json(const cairn_record_info *r)
 	return o;
 }
 
+static json_t *records_json(const cairn_record_info *infos, size_t n)
+{
+	json_t *arr = json_array();
+	for (size_t k = 0; arr && k < n; k++)
+		json_array_append_new(arr, record_json(&infos[k]));
+	return arr;
+}
+
 /* --- new ----------------------------------------------------------------------------------- */
 
 struct new_opts {
@@ -117,11 +126,11 @@ static int cmd_new(struct cli *cli, int argc, char **argv)
 		{0},
 	};
 	struct new_opts o = {0};
-	int i = setup(cli, argc, argv, NULL, opts, new_opt, &o, 0, 0);
+	int i = setup(cli, argc, argv, &(struct cli_opts){NULL, opts, new_opt, &o}, 0, 0);
 	if (i < 0)
 		return -i;
 	cairn_ref *parent = NULL, *ref = NULL;
-	int rc = o.parent ? get_ref(cli, o.parent, &parent) : 0;
+	int rc = o.parent ? get_ref(cli, o.parent, false, &parent) : 0;
 	if (rc)
 		return rc;
 	cairn_new_options nopts = {
@@ -134,10 +143,7 @@ static int cmd_new(struct cli *cli, int argc, char **argv)
 	cairn_ref_free(parent);
 	if (r < 0)
 		return cli_fail(cli, e);
-	if (cli->json)
-		rc = cli_json_print(json_pack("{ss}", "id", cairn_ref_id(ref)));
-	else
-		printf("%s\n", cairn_ref_id(ref));
+	rc = cli_print_value(cli, "id", cairn_ref_id(ref), false);
 	/* Freed after main closes the cache, so the ref's release keeps the record. */
 	cairn_cache_close(cli->cache);
 	cli->cache = NULL;
@@ -149,30 +155,22 @@ static int cmd_new(struct cli *cli, int argc, char **argv)
 
 static int cmd_commit(struct cli *cli, int argc, char **argv)
 {
-	int i = setup(cli, argc, argv, NULL, NULL, NULL, NULL, 1, 1);
+	int i = setup(cli, argc, argv, NULL, 1, 1);
 	if (i < 0)
 		return -i;
-	char *id = NULL;
-	int rc = resolve(cli, argv[i], &id);
+	cairn_ref *mut = NULL, *imm = NULL;
+	int rc = get_ref(cli, argv[i], true, &mut);
 	if (rc)
 		return rc;
-	cairn_ref *mut = NULL, *imm = NULL;
-	cairn_error *e = NULL;
-	int r = cairn_cache_get_mutable(cli->cache, id, &mut, &e);
-	free(id);
 	/* The CLI commits for good: the immutable owns its data at once and is retained. */
-	if (r >= 0)
-		r = cairn_ref_commit(mut, &imm, &e);
+	cairn_error *e = NULL;
+	int r = cairn_ref_commit(mut, &imm, &e);
 	if (r >= 0)
 		r = cairn_ref_finalize(imm, &e);
 	if (r >= 0)
 		r = cairn_ref_set_cache_policy(imm, CAIRN_CACHE_POLICY_RETAIN, &e);
-	if (r >= 0) {
-		if (cli->json)
-			rc = cli_json_print(json_pack("{ss}", "id", cairn_ref_id(imm)));
-		else
-			printf("%s\n", cairn_ref_id(imm));
-	}
+	if (r >= 0)
+		rc = cli_print_value(cli, "id", cairn_ref_id(imm), false);
 	cairn_ref_free(imm);
 	cairn_ref_free(mut);
 	return r < 0 ? cli_fail(cli, e) : rc;
@@ -191,19 +189,24 @@ static const struct option ro_opts[] = {
 	{0},
 };
 
+/* Parses --ro into *@ro, checks the count, opens the cache, as setup(). */
+static int setup_ro(struct cli *cli, int argc, char **argv, bool *ro, int min, int max)
+{
+	return setup(cli, argc, argv, &(struct cli_opts){NULL, ro_opts, ro_opt, ro}, min, max);
+}
+
 static int cmd_mount(struct cli *cli, int argc, char **argv)
 {
 	bool ro = false;
-	int i = setup(cli, argc, argv, NULL, ro_opts, ro_opt, &ro, 2, 2);
+	int i = setup_ro(cli, argc, argv, &ro, 2, 2);
 	if (i < 0)
 		return -i;
 	const char *target = argv[i + 1];
 	cairn_ref *ref = NULL;
-	int rc = get_ref(cli, argv[i], &ref);
+	int rc = get_ref(cli, argv[i], false, &ref);
 	if (rc)
 		return rc;
-	if (mkdir(target, 0755) < 0 && errno != EEXIST) {
-		fprintf(stderr, "cairn: create mount point '%s': %m\n", target);
+	if (cli_make_mount_point(target)) {
 		cairn_ref_free(ref);
 		return EXIT_FAIL;
 	}
@@ -223,7 +226,7 @@ static int cmd_mount(struct cli *cli, int argc, char **argv)
 
 static int cmd_umount(struct cli *cli, int argc, char **argv)
 {
-	int i = setup(cli, argc, argv, NULL, NULL, NULL, NULL, 1, -1);
+	int i = setup(cli, argc, argv, NULL, 1, -1);
 	if (i < 0)
 		return -i;
 	int rc = EXIT_OK;
@@ -250,21 +253,19 @@ static int cmd_umount(struct cli *cli, int argc, char **argv)
 static int cmd_mounts(struct cli *cli, int argc, char **argv)
 {
 	bool ro = false;
-	int i = setup(cli, argc, argv, NULL, ro_opts, ro_opt, &ro, 1, 1);
+	int i = setup_ro(cli, argc, argv, &ro, 1, 1);
 	if (i < 0)
 		return -i;
 	cairn_ref *ref = NULL;
-	int rc = get_ref(cli, argv[i], &ref);
+	int rc = get_ref(cli, argv[i], false, &ref);
 	if (rc)
 		return rc;
 	cairn_mount *m = NULL;
 	size_t n = 0;
 	cairn_error *e = NULL;
 	int r = cairn_ref_mount(ref, ro, &m, &n, &e);
-	if (r >= 0) {
-		rc = cli_json_print(cli_mounts_json(m, n));
-		cairn_mounts_free(m, n);
-	}
+	if (r >= 0)
+		rc = cli_print_mounts(m, n);
 	cairn_ref_free(ref);
 	return r < 0 ? cli_fail(cli, e) : rc;
 }
@@ -273,18 +274,17 @@ static int cmd_mounts(struct cli *cli, int argc, char **argv)
 
 static void print_row(const cairn_record_info *r)
 {
-	char size[32] = "-", when[32];
-	if (r->size >= 0)
-		cli_format_size((uint64_t)r->size, size, sizeof(size));
+	char size[32], when[32];
 	printf("%-25s  %-9s  %-6s  %10s  %-19s  %s%s%s\n", r->id,
-	       r->is_mutable ? "mutable" : "immutable", r->in_use ? "yes" : "no", size,
+	       r->is_mutable ? "mutable" : "immutable", r->in_use ? "yes" : "no",
+	       size_or_dash(r->size, size, sizeof(size)),
 	       cli_format_time(r->created_at, when, sizeof(when)), r->description,
 	       r->n_tags ? (*r->description ? " " : "") : "", r->n_tags ? r->tags[0] : "");
 }
 
 static int cmd_ls(struct cli *cli, int argc, char **argv)
 {
-	int i = setup(cli, argc, argv, NULL, NULL, NULL, NULL, 0, 0);
+	int i = setup(cli, argc, argv, NULL, 0, 0);
 	if (i < 0)
 		return -i;
 	cairn_record_info *infos = NULL;
@@ -294,10 +294,7 @@ static int cmd_ls(struct cli *cli, int argc, char **argv)
 		return cli_fail(cli, e);
 	int rc = EXIT_OK;
 	if (cli->json) {
-		json_t *arr = json_array();
-		for (size_t k = 0; arr && k < n; k++)
-			json_array_append_new(arr, record_json(&infos[k]));
-		rc = cli_json_print(arr);
+		rc = cli_json_print(records_json(infos, n));
 	} else {
 		if (!cli->quiet)
 			printf("%-25s  %-9s  %-6s  %10s  %-19s  %s\n", "ID", "KIND", "IN USE",
@@ -314,7 +311,7 @@ static int cmd_ls(struct cli *cli, int argc, char **argv)
 
 static int cmd_info(struct cli *cli, int argc, char **argv)
 {
-	int i = setup(cli, argc, argv, NULL, NULL, NULL, NULL, 1, 1);
+	int i = setup(cli, argc, argv, NULL, 1, 1);
 	if (i < 0)
 		return -i;
 	char *id = NULL;
@@ -345,34 +342,27 @@ static int cmd_info(struct cli *cli, int argc, char **argv)
 
 /* --- rm, tag, untag ------------------------------------------------------------------------ */
 
+/* Removes the record REF names, reporting it by id. */
+static int rm_one(struct cli *cli, const char *ref, char **ret_id)
+{
+	int x = resolve(cli, ref, ret_id);
+	cairn_error *e = NULL;
+	if (!x && cairn_cache_remove(cli->cache, *ret_id, &e) < 0)
+		x = cli_fail(cli, e);
+	return x;
+}
+
 static int cmd_rm(struct cli *cli, int argc, char **argv)
 {
-	int i = setup(cli, argc, argv, NULL, NULL, NULL, NULL, 1, -1);
+	int i = setup(cli, argc, argv, NULL, 1, -1);
 	if (i < 0)
 		return -i;
-	int rc = EXIT_OK;
-	json_t *removed = cli->json ? json_array() : NULL;
-	for (; i < argc; i++) {
-		char *id = NULL;
-		int x = resolve(cli, argv[i], &id);
-		cairn_error *e = NULL;
-		if (!x && cairn_cache_remove(cli->cache, id, &e) < 0)
-			x = cli_fail(cli, e);
-		if (!x && removed)
-			json_array_append_new(removed, json_string(id));
-		else if (!x && !cli->quiet)
-			printf("removed %s\n", id);
-		free(id);
-		rc = rc ? rc : x;
-	}
-	if (removed)
-		cli_json_print(json_pack("{so}", "removed", removed));
-	return rc;
+	return cli_remove_each(cli, argc, argv, i, rm_one, true);
 }
 
 static int cmd_tag(struct cli *cli, int argc, char **argv)
 {
-	int i = setup(cli, argc, argv, NULL, NULL, NULL, NULL, 2, 2);
+	int i = setup(cli, argc, argv, NULL, 2, 2);
 	if (i < 0)
 		return -i;
 	char *id = NULL;
@@ -389,7 +379,7 @@ static int cmd_tag(struct cli *cli, int argc, char **argv)
 
 static int cmd_untag(struct cli *cli, int argc, char **argv)
 {
-	int i = setup(cli, argc, argv, NULL, NULL, NULL, NULL, 1, -1);
+	int i = setup(cli, argc, argv, NULL, 1, -1);
 	if (i < 0)
 		return -i;
 	int rc = EXIT_OK;
@@ -457,22 +447,36 @@ static const struct option filter_opts_table[] = {
 	{0},
 };
 
-static int du_run(struct cli *cli, int argc, char **argv, struct filter_opts *o);
+typedef int (*filter_run_fn)(struct cli *cli, struct filter_opts *o);
 
-static int cmd_du(struct cli *cli, int argc, char **argv)
+/* Parses the filter options (and @shortopts), takes no positionals, opens the cache and runs
+ * @run; frees the filters whatever happens. */
+static int with_filters(struct cli *cli, int argc, char **argv, const char *shortopts,
+                        filter_run_fn run)
 {
 	struct filter_opts o = {0};
-	int rc = du_run(cli, argc, argv, &o);
+	int i = setup(cli, argc, argv,
+	              &(struct cli_opts){shortopts, filter_opts_table, filter_opt, &o}, 0, 0);
+	int rc = i < 0 ? -i : run(cli, &o);
 	filter_opts_free(&o);
 	return rc;
 }
 
-static int du_run(struct cli *cli, int argc, char **argv, struct filter_opts *po)
+static void print_du_rows(const cairn_record_info *infos, size_t n)
 {
-	struct filter_opts *o = po;
-	int i = setup(cli, argc, argv, NULL, filter_opts_table, filter_opt, o, 0, 0);
-	if (i < 0)
-		return -i;
+	printf("%-25s  %-9s  %-6s  %-6s  %10s  %s\n", "ID", "KIND", "IN USE", "SHARED", "SIZE",
+	       "DESCRIPTION");
+	for (size_t k = 0; k < n; k++) {
+		char size[32];
+		printf("%-25s  %-9s  %-6s  %-6s  %10s  %s\n", infos[k].id,
+		       infos[k].is_mutable ? "mutable" : "immutable",
+		       infos[k].in_use ? "yes" : "no", infos[k].shared ? "yes" : "no",
+		       size_or_dash(infos[k].size, size, sizeof(size)), infos[k].description);
+	}
+}
+
+static int du_run(struct cli *cli, struct filter_opts *o)
+{
 	cairn_record_info *infos = NULL;
 	size_t n = 0;
 	cairn_error *e = NULL;
@@ -487,27 +491,12 @@ static int du_run(struct cli *cli, int argc, char **argv, struct filter_opts *po
 	}
 	int rc = EXIT_OK;
 	if (cli->json) {
-		json_t *arr = json_array();
-		for (size_t k = 0; arr && k < n; k++)
-			json_array_append_new(arr, record_json(&infos[k]));
-		rc = cli_json_print(json_pack("{so sI sI}", "records", arr, "total",
-		                              (json_int_t)total, "reclaimable",
+		rc = cli_json_print(json_pack("{so sI sI}", "records", records_json(infos, n),
+		                              "total", (json_int_t)total, "reclaimable",
 		                              (json_int_t)reclaimable));
 	} else {
-		if (cli->verbose || o->verbose) {
-			printf("%-25s  %-9s  %-6s  %-6s  %10s  %s\n", "ID", "KIND", "IN USE",
-			       "SHARED", "SIZE", "DESCRIPTION");
-			for (size_t k = 0; k < n; k++) {
-				char size[32] = "-";
-				if (infos[k].size >= 0)
-					cli_format_size((uint64_t)infos[k].size, size,
-					                sizeof(size));
-				printf("%-25s  %-9s  %-6s  %-6s  %10s  %s\n", infos[k].id,
-				       infos[k].is_mutable ? "mutable" : "immutable",
-				       infos[k].in_use ? "yes" : "no",
-				       infos[k].shared ? "yes" : "no", size, infos[k].description);
-			}
-		}
+		if (cli->verbose || o->verbose)
+			print_du_rows(infos, n);
 		char a[32], b[32];
 		printf("records:      %zu\ntotal:        %s\nreclaimable:  %s\n", n,
 		       cli_format_size((uint64_t)total, a, sizeof(a)),
@@ -530,29 +519,15 @@ static int prune_one(const cairn_record_info *r, void *userdata)
 	if (st->list)
 		return json_array_append_new(st->list, record_json(r)) < 0 ? -ENOMEM : 0;
 	if (!st->cli->quiet) {
-		char size[32] = "-";
-		if (r->size >= 0)
-			cli_format_size((uint64_t)r->size, size, sizeof(size));
-		printf("removed %s  %10s  %s\n", r->id, size, r->description);
+		char size[32];
+		printf("removed %s  %10s  %s\n", r->id, size_or_dash(r->size, size, sizeof(size)),
+		       r->description);
 	}
 	return 0;
 }
 
-static int prune_run(struct cli *cli, int argc, char **argv, struct filter_opts *o);
-
-static int cmd_prune(struct cli *cli, int argc, char **argv)
+static int prune_run(struct cli *cli, struct filter_opts *o)
 {
-	struct filter_opts o = {0};
-	int rc = prune_run(cli, argc, argv, &o);
-	filter_opts_free(&o);
-	return rc;
-}
-
-static int prune_run(struct cli *cli, int argc, char **argv, struct filter_opts *o)
-{
-	int i = setup(cli, argc, argv, "a", filter_opts_table, filter_opt, o, 0, 0);
-	if (i < 0)
-		return -i;
 	struct prune_state st = {cli, cli->json ? json_array() : NULL, 0};
 	cairn_prune_options popts = {
 		.version = CAIRN_PRUNE_OPTIONS_VERSION,
@@ -576,6 +551,16 @@ static int prune_run(struct cli *cli, int argc, char **argv, struct filter_opts 
 		printf("pruned %d record%s, %s freed\n", r, r == 1 ? "" : "s",
 		       cli_format_size((uint64_t)st.freed, buf, sizeof(buf)));
 	return EXIT_OK;
+}
+
+static int cmd_du(struct cli *cli, int argc, char **argv)
+{
+	return with_filters(cli, argc, argv, NULL, du_run);
+}
+
+static int cmd_prune(struct cli *cli, int argc, char **argv)
+{
+	return with_filters(cli, argc, argv, "a", prune_run);
 }
 
 const struct cli_command cmd_cache[] = {

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -24,12 +23,10 @@ static int check_key(struct cli *cli, const char *what, const char *key)
  * -(exit code). @nkeys leading positionals are checked as keys. */
 static int setup(struct cli *cli, int argc, char **argv, int min, int max, int nkeys)
 {
-	int i = cli_parse(cli, argc, argv, NULL, NULL, NULL, NULL);
+	int i = cli_setup(cli, argc, argv, NULL, min, max, CLI_OPEN_NONE);
 	if (i < 0)
-		return -EXIT_USAGE;
-	int r = cli_nargs(cli, argc - i, min, max);
-	if (r)
-		return -r;
+		return i;
+	int r;
 	for (int k = 0; k < nkeys && i + k < argc; k++)
 		if ((r = check_key(cli, "key", argv[i + k])))
 			return -r;
@@ -50,6 +47,13 @@ json_t *cli_mounts_json(const cairn_mount *m, size_t n)
 	return arr;
 }
 
+int cli_print_mounts(cairn_mount *m, size_t n)
+{
+	int rc = cli_json_print(cli_mounts_json(m, n));
+	cairn_mounts_free(m, n);
+	return rc;
+}
+
 /* Prints the mounts of a new snapshot: JSON with --json, nothing with -q, the key otherwise. */
 static int print_created(struct cli *cli, const char *key, cairn_mount *m, size_t n)
 {
@@ -63,31 +67,31 @@ static int print_created(struct cli *cli, const char *key, cairn_mount *m, size_
 	return rc;
 }
 
-static int prepare(struct cli *cli, int argc, char **argv)
+/* prepare KEY [PARENT] or view KEY PARENT. */
+static int create(struct cli *cli, int argc, char **argv, bool view)
 {
-	int i = setup(cli, argc, argv, 1, 2, 2);
+	int i = setup(cli, argc, argv, view ? 2 : 1, 2, 2);
 	if (i < 0)
 		return -i;
+	const char *parent = i + 1 < argc ? argv[i + 1] : NULL;
 	cairn_mount *m = NULL;
 	size_t n = 0;
 	cairn_error *e = NULL;
-	if (cairn_snapshot_prepare(cli->store, argv[i], i + 1 < argc ? argv[i + 1] : NULL, &m, &n,
-	                           &e) < 0)
+	int r = view ? cairn_snapshot_view(cli->store, argv[i], parent, &m, &n, &e)
+	             : cairn_snapshot_prepare(cli->store, argv[i], parent, &m, &n, &e);
+	if (r < 0)
 		return cli_fail(cli, e);
 	return print_created(cli, argv[i], m, n);
 }
 
+static int prepare(struct cli *cli, int argc, char **argv)
+{
+	return create(cli, argc, argv, false);
+}
+
 static int view(struct cli *cli, int argc, char **argv)
 {
-	int i = setup(cli, argc, argv, 2, 2, 2);
-	if (i < 0)
-		return -i;
-	cairn_mount *m = NULL;
-	size_t n = 0;
-	cairn_error *e = NULL;
-	if (cairn_snapshot_view(cli->store, argv[i], argv[i + 1], &m, &n, &e) < 0)
-		return cli_fail(cli, e);
-	return print_created(cli, argv[i], m, n);
+	return create(cli, argc, argv, true);
 }
 
 static int commit(struct cli *cli, int argc, char **argv)
@@ -98,11 +102,16 @@ static int commit(struct cli *cli, int argc, char **argv)
 	cairn_error *e = NULL;
 	if (cairn_snapshot_commit(cli->store, argv[i], argv[i + 1], &e) < 0)
 		return cli_fail(cli, e);
-	if (cli->json)
-		return cli_json_print(json_pack("{ss}", "name", argv[i]));
-	if (!cli->quiet)
-		printf("%s\n", argv[i]);
-	return EXIT_OK;
+	return cli_print_value(cli, "name", argv[i], cli->quiet);
+}
+
+static int rm_one(struct cli *cli, const char *key, char **ret_name)
+{
+	cairn_error *e = NULL;
+	int r = check_key(cli, "key", key);
+	if (!r && cairn_snapshot_remove(cli->store, key, &e) < 0)
+		r = cli_fail(cli, e);
+	return r;
 }
 
 static int rm(struct cli *cli, int argc, char **argv)
@@ -110,23 +119,8 @@ static int rm(struct cli *cli, int argc, char **argv)
 	int i = setup(cli, argc, argv, 1, -1, 0);
 	if (i < 0)
 		return -i;
-	int rc = EXIT_OK;
-	json_t *removed = cli->json ? json_array() : NULL;
-	for (; i < argc; i++) {
-		cairn_error *e = NULL;
-		int r = check_key(cli, "key", argv[i]);
-		if (!r && cairn_snapshot_remove(cli->store, argv[i], &e) < 0)
-			r = cli_fail(cli, e);
-		if (r) {
-			rc = rc ? rc : r;
-			continue;
-		}
-		if (removed)
-			json_array_append_new(removed, json_string(argv[i]));
-	}
-	if (removed)
-		cli_json_print(json_pack("{so}", "removed", removed));
-	return rc;
+	/* No "removed KEY" lines: only --json reports what went. */
+	return cli_remove_each(cli, argc, argv, i, rm_one, false);
 }
 
 static int mounts(struct cli *cli, int argc, char **argv)
@@ -139,9 +133,7 @@ static int mounts(struct cli *cli, int argc, char **argv)
 	cairn_error *e = NULL;
 	if (cairn_snapshot_mounts(cli->store, argv[i], &m, &n, &e) < 0)
 		return cli_fail(cli, e);
-	int rc = cli_json_print(cli_mounts_json(m, n));
-	cairn_mounts_free(m, n);
-	return rc;
+	return cli_print_mounts(m, n);
 }
 
 static int usage(struct cli *cli, int argc, char **argv)
@@ -173,8 +165,7 @@ static int mount_cmd(struct cli *cli, int argc, char **argv)
 	cairn_error *e = NULL;
 	if (cairn_snapshot_mounts(cli->store, argv[i], &m, &n, &e) < 0)
 		return cli_fail(cli, e);
-	if (mkdir(target, 0755) < 0 && errno != EEXIST) {
-		fprintf(stderr, "cairn: create mount point '%s': %m\n", target);
+	if (cli_make_mount_point(target)) {
 		cairn_mounts_free(m, n);
 		return EXIT_FAIL;
 	}

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -217,6 +218,61 @@ int cli_open_cache(struct cli *cli, unsigned flags)
 	if (cairn_cache_open(cli->store, &cli->cache, &e) < 0)
 		return cli_fail(cli, e);
 	return 0;
+}
+
+int cli_setup(struct cli *cli, int argc, char **argv, const struct cli_opts *o, int min, int max,
+              enum cli_open open)
+{
+	static const struct cli_opts none = {0};
+	if (!o)
+		o = &none;
+	int i = cli_parse(cli, argc, argv, o->shortopts, o->longopts, o->fn, o->userdata);
+	if (i < 0)
+		return -EXIT_USAGE;
+	int r = cli_nargs(cli, argc - i, min, max);
+	if (!r && open == CLI_OPEN_STORE)
+		r = cli_open_store(cli, 0);
+	else if (!r && open == CLI_OPEN_CACHE)
+		r = cli_open_cache(cli, 0);
+	return r ? -r : i;
+}
+
+int cli_print_value(struct cli *cli, const char *key, const char *value, bool quiet)
+{
+	if (cli->json)
+		return cli_json_print(json_pack("{ss}", key, value));
+	if (!quiet)
+		printf("%s\n", value);
+	return EXIT_OK;
+}
+
+int cli_make_mount_point(const char *target)
+{
+	if (mkdir(target, 0755) < 0 && errno != EEXIST) {
+		fprintf(stderr, "cairn: create mount point '%s': %m\n", target);
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+int cli_remove_each(struct cli *cli, int argc, char **argv, int i, cli_remove_fn fn, bool print)
+{
+	int rc = EXIT_OK;
+	json_t *removed = cli->json ? json_array() : NULL;
+	for (; i < argc; i++) {
+		char *name = NULL;
+		int r = fn(cli, argv[i], &name);
+		const char *shown = name ? name : argv[i];
+		if (!r && removed)
+			json_array_append_new(removed, json_string(shown));
+		else if (!r && print && !cli->quiet)
+			printf("removed %s\n", shown);
+		free(name);
+		rc = rc ? rc : r;
+	}
+	if (removed)
+		cli_json_print(json_pack("{so}", "removed", removed));
+	return rc;
 }
 
 int cli_json_print(json_t *doc)
