@@ -196,4 +196,3 @@ int cache_size(cairn_cache *c, const char *id, int64_t *ret, cairn_error **reter
 /* cache_record_info_fill() - fill @info from @row and the given facts; -ENOMEM. */
 int cache_record_info_fill(cairn_record_info *info, const struct meta_record *row, bool in_use,
                            bool shared);
-
