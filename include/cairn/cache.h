@@ -54,10 +54,10 @@
  *   with its descendants (a record whose blob is still there is kept as not extracted).
  * - The media type of a record without a blob is NULL, not the record id.
  *
- * Not yet (with the layer issue): cairn_cache_get_by_blob(), cairn_ref_set_blob() and
- * cairn_ref_extract(). Records already carry the blob fields (blob, diff_id, media_type, chain_id,
- * blob_chain_id, extracted) and report them; a record that is not extracted cannot be mounted or
- * used as a parent (-EINVAL).
+ * Layer blobs (spec §4, §5.4, §6.6-6.7; see the end of this header): cairn_cache_get_by_blob()
+ * makes a lazy record from a blob of the content store (nothing extracted), cairn_ref_extract()
+ * makes its snapshot (mounting it, or making a child with cairn_cache_new(), extracts first),
+ * cairn_ref_set_blob() and cairn_ref_get_remote() give committed records their blobs.
  */
 #ifndef CAIRN_CACHE_H
 #define CAIRN_CACHE_H
@@ -405,6 +405,96 @@ CAIRN_PUBLIC int cairn_cache_prune(cairn_cache *c, const cairn_prune_options *op
  * (refs of this process, a mount target, its partner).
  */
 CAIRN_PUBLIC int cairn_cache_remove(cairn_cache *c, const char *id, cairn_error **reterr);
+
+/* ---- layer blobs ---- */
+
+/* A layer blob as callers describe it; strings borrowed for the call. */
+typedef struct cairn_descriptor {
+	const char *digest;     /* "sha256:..." of the blob; it must be in the content store */
+	int64_t size;           /* bytes, checked when > 0; 0: unknown */
+	const char *media_type; /* NULL: the OCI layer type of the compression found */
+	const char *diff_id;    /* the uncompressed tar's digest; NULL: computed from the blob */
+} cairn_descriptor;
+
+/* A blob cairn made or found; free with cairn_blob_free(). */
+typedef struct cairn_blob {
+	char *digest;
+	int64_t size;
+	char *media_type;
+	char *diff_id;
+} cairn_blob;
+
+/* cairn_blob_free() - NULL-safe; returns NULL. */
+CAIRN_PUBLIC cairn_blob *cairn_blob_free(cairn_blob *b);
+
+/*
+ * cairn_cache_get_by_blob() - an immutable ref on the record of blob @desc on top of @parent (NULL:
+ * a base layer). Lazy: nothing is extracted. When @desc->diff_id is NULL the blob is read through
+ * once to compute it (and to find its compression). Chain ids as spec §4: chain_id =
+ * H(parent.chain_id, diff_id), blob_chain_id = H(parent.blob_chain_id, H(blob, diff_id)),
+ * H(a, b) = sha256 of "a b". A live record with the same blob chain id is returned instead of a
+ * new one; a new record whose chain id some record has already shares that record's snapshot.
+ * Errors: -ENOENT "blob 'DIGEST' not found"; -EINVAL for a malformed digest or diff id, a size
+ * that differs from the blob's, or a parent that is mutable or has no chain ids ("non-addressable
+ * parent"); -EOPNOTSUPP for an unsupported media type; CAIRN_ECORRUPT for a blob that does not
+ * decompress (when the diff id is computed). Ownership: *@ret is the caller's.
+ * Locking: the manager lock briefly; the parent's record lock while it is finalized.
+ */
+CAIRN_PUBLIC int cairn_cache_get_by_blob(cairn_cache *c, const cairn_descriptor *desc,
+                                         const cairn_ref *parent, cairn_ref **ret,
+                                         cairn_error **reterr);
+
+/* Progress of a long call: @done of @total bytes (compressed bytes of the blobs). Called on
+ * another thread than the caller's; never after the call returned. */
+typedef void (*cairn_progress_fn)(uint64_t done, uint64_t total, void *userdata);
+
+/*
+ * cairn_ref_extract() - make the snapshots of @ref's record and of its ancestors that exist only
+ * as blobs, parent first: each blob is applied into a new active snapshot (overlay: its own
+ * upper directory, the ancestors' layers standing in for hardlink targets; native: a copy of the
+ * parent), its diff id verified, and the snapshot committed under the record's snapshot name.
+ * A no-op for extracted records. One extraction per record at a time (single flight: a second
+ * caller waits for the first's and gets its result; @fn is the first caller's).
+ * Errors: CAIRN_EDIGEST when the blob's content is not its diff id (naming both; the half-made
+ * snapshot is removed, nothing is committed); CAIRN_ECORRUPT for a corrupt blob (naming its
+ * digest and the entry); -ENOENT when a blob is gone; errors of layer apply and the snapshotter,
+ * prefixed "extract record 'ID'". Locking: none held while applying.
+ */
+CAIRN_PUBLIC int cairn_ref_extract(cairn_ref *ref, cairn_progress_fn fn, void *userdata,
+                                   cairn_error **reterr);
+
+/*
+ * cairn_ref_set_blob() - record blob @desc as the layer of immutable @ref (finalizing it first):
+ * blob, diff id, media type and chain ids. A record that has chain ids already is left alone
+ * (0: read cairn_ref_info() for the effective values).
+ * Errors: -ENOENT for a blob not in the content store; -EINVAL for a mutable ref or a parent
+ * without chain ids; as cairn_cache_get_by_blob() for @desc. Locking: the record lock.
+ */
+CAIRN_PUBLIC int cairn_ref_set_blob(cairn_ref *ref, const cairn_descriptor *desc,
+                                    cairn_error **reterr);
+
+/*
+ * cairn_ref_get_remote() - the blob of immutable @ref, making what is missing: every record of
+ * the chain without a blob, parent first, is diffed against its parent (native: the double walk
+ * of the two trees; overlay: its upper directory), compressed with @compression ("gzip", "zstd",
+ * "none"; NULL: gzip) at the default level with mtimes clamped to @source_date_epoch (seconds;
+ * -1: not clamped), added to the content store and set with cairn_ref_set_blob(). Records that
+ * have blobs keep them whatever @compression says. *@ret is the caller's (cairn_blob_free()).
+ * Errors: -EINVAL for a mutable ref or an unknown compression; -EINVAL for a record in the chain
+ * that is not extracted and has no blob; errors of the diff and the content store.
+ */
+CAIRN_PUBLIC int cairn_ref_get_remote(cairn_ref *ref, const char *compression,
+                                      int64_t source_date_epoch, cairn_blob **ret,
+                                      cairn_error **reterr);
+
+/*
+ * cairn_ref_diff() - write the layer of immutable @ref (its changes over its parent, as
+ * cairn_ref_get_remote() computes them) to @fd (borrowed, written from its offset) without
+ * recording anything; *@ret (may be NULL) describes what was written.
+ * Errors: as cairn_ref_get_remote(); -errno of write(2).
+ */
+CAIRN_PUBLIC int cairn_ref_diff(cairn_ref *ref, const char *compression, int64_t source_date_epoch,
+                                int fd, cairn_blob **ret, cairn_error **reterr);
 
 #ifdef __cplusplus
 }

@@ -196,3 +196,12 @@ int cache_size(cairn_cache *c, const char *id, int64_t *ret, cairn_error **reter
 /* cache_record_info_fill() - fill @info from @row and the given facts; -ENOMEM. */
 int cache_record_info_fill(cairn_record_info *info, const struct meta_record *row, bool in_use,
                            bool shared);
+
+/* ---- blobs.c ---- */
+
+/*
+ * cache_extract_id() - cairn_ref_extract() for record @id, which the caller holds (a ref or a
+ * pin); a no-op when it and its ancestors are extracted. No lock held.
+ */
+int cache_extract_id(cairn_cache *c, const char *id, cairn_progress_fn fn, void *userdata,
+                     cairn_error **reterr);

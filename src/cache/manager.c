@@ -607,6 +607,9 @@ int cairn_cache_new(cairn_cache *c, const cairn_ref *parent, const cairn_new_opt
 	int r = check_new_options(opts, reterr);
 	if (r < 0 || (r = cache_check_open(c, reterr)) < 0)
 		return r;
+	/* A parent that is only a blob yet is extracted first (the caller's ref holds it). */
+	if (parent && (r = cache_extract_id(c, parent->id, NULL, NULL, reterr)) < 0)
+		return err_prefix(reterr, "new record");
 	struct entry *pe = NULL;
 	_cleanup_free_ char *psnap = NULL;
 	if (parent && (r = hold_parent(c, parent->id, &pe, &psnap, reterr)) < 0) {

@@ -111,7 +111,8 @@ int cairn_ref_mount(cairn_ref *ref, bool readonly, cairn_mount **ret, size_t *re
                     cairn_error **reterr)
 {
 	int r = cache_ref_check(ref, "mount", reterr);
-	if (r < 0)
+	if (r < 0 || (!ref->is_mutable &&
+	              (r = cache_extract_id(ref->cache, ref->id, NULL, NULL, reterr)) < 0))
 		return r;
 	if (!ret || !ret_n)
 		return err_set(reterr, -EINVAL, "mount '%s': invalid arguments", ref->id);
@@ -189,7 +190,8 @@ static void unrecord_mount(cairn_cache *c, const char *target, const char *view)
 int cairn_ref_mount_at(cairn_ref *ref, const char *target, bool readonly, cairn_error **reterr)
 {
 	int r = cache_ref_check(ref, "mount", reterr);
-	if (r < 0)
+	if (r < 0 || (!ref->is_mutable &&
+	              (r = cache_extract_id(ref->cache, ref->id, NULL, NULL, reterr)) < 0))
 		return r;
 	if (!target)
 		return err_set(reterr, -EINVAL, "mount '%s': no target given", ref->id);

@@ -172,3 +172,24 @@ typedef int (*meta_temp_lease_fn)(const char *id, int64_t pid, int64_t pid_start
 
 /* meta_temp_leases() - every temporary lease, in id order. */
 int meta_temp_leases(meta_tx *tx, meta_temp_lease_fn fn, void *userdata, cairn_error **reterr);
+
+/* ---- layer blobs (record-blobs.c) ---- */
+
+/*
+ * meta_record_set_blob() - write the blob columns of @id from @b (blob, diff_id, media_type,
+ * chain_id, blob_chain_id; NULL writes NULL) and bump the generation. -ENOENT when absent.
+ */
+int meta_record_set_blob(meta_tx *tx, const char *id, const struct meta_record *b,
+                         cairn_error **reterr);
+
+/*
+ * meta_record_find_chain() - the oldest live immutable row of @snapshotter whose blob_chain_id
+ * (@blob_chain true) or chain_id is @value: 1 and its id in *@ret_id (caller frees), 0 when none.
+ */
+int meta_record_find_chain(meta_tx *tx, const char *snapshotter, bool blob_chain, const char *value,
+                           char **ret_id, cairn_error **reterr);
+
+/* meta_record_set_extracted_snapshot() - mark every live row of @snapshotter holding snapshot
+ * @snapshot extracted (its data now exists), bumping their generations. */
+int meta_record_set_extracted_snapshot(meta_tx *tx, const char *snapshotter, const char *snapshot,
+                                       cairn_error **reterr);

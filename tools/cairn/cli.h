@@ -78,6 +78,7 @@ json_t *cli_mounts_json(const cairn_mount *m, size_t n);
 extern const struct cli_command cmd_content[];
 extern const struct cli_command cmd_snapshot[];
 extern const struct cli_command cmd_cache[]; /* top-level: new, commit, mount, ls, ... */
+extern const struct cli_command cmd_layer[]; /* top-level: extract, diff, import-blob */
 
 /* cli_open_cache() - open the store (as cli_open_store) and its cache manager. */
 int cli_open_cache(struct cli *cli, unsigned flags);

@@ -66,6 +66,9 @@ static void print_help(struct cli *cli, FILE *out)
 		if (c->subs == commands)
 			for (const struct cli_command *s = cmd_cache; s->name; s++)
 				fprintf(out, "  %-12s %s\n", s->name, s->summary);
+		if (c->subs == commands)
+			for (const struct cli_command *s = cmd_layer; s->name; s++)
+				fprintf(out, "  %-12s %s\n", s->name, s->summary);
 		for (const struct cli_command *s = c->subs; s->name; s++)
 			fprintf(out, "  %-12s %s\n", s->name, s->summary);
 	}
@@ -331,8 +334,10 @@ static const struct cli_command *find(const struct cli_command *table, const cha
 		if (strcmp(c->name, name) == 0)
 			return c;
 	/* The cache commands sit at the top level beside the groups. */
-	if (table == commands)
-		return find(cmd_cache, name);
+	if (table == commands) {
+		const struct cli_command *c = find(cmd_cache, name);
+		return c ? c : find(cmd_layer, name);
+	}
 	return NULL;
 }
 

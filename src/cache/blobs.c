@@ -1,0 +1,796 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Layer blobs in the cache (spec/buildkit-cache.md §4, §5.4, §6.6, §6.7): lazy records made from
+ * blobs, extraction, and blobs computed for committed records.
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/cleanup.h"
+#include "base/digest.h"
+#include "base/fs.h"
+#include "base/log.h"
+#include "internal.h"
+#include "layer/apply.h"
+#include "layer/compress.h"
+#include "layer/diff.h"
+
+/* H(a, b) of spec §4: sha256 of "a b", as a digest string. */
+static void chain_hash(const char *a, const char *b, digest *ret)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char buf[2 * (DIGEST_STR_LEN + 1) + 1];
+	if (la + lb + 1 >= sizeof(buf)) {
+		/* Digests are never this long (they were parsed); hash anyway. */
+		_cleanup_free_ char *big = NULL;
+		if (asprintf(&big, "%s %s", a, b) >= 0)
+			digest_buffer(big, strlen(big), ret);
+		return;
+	}
+	memcpy(buf, a, la);
+	buf[la] = ' ';
+	memcpy(buf + la + 1, b, lb);
+	digest_buffer(buf, la + lb + 1, ret);
+}
+
+cairn_blob *cairn_blob_free(cairn_blob *b)
+{
+	if (!b)
+		return NULL;
+	free(b->digest);
+	free(b->media_type);
+	free(b->diff_id);
+	free(b);
+	return NULL;
+}
+
+static void cairn_blob_freep(cairn_blob **b)
+{
+	cairn_blob_free(*b);
+}
+
+/* What a descriptor resolves to once checked against the content store. */
+struct resolved {
+	digest blob;
+	digest diff_id;
+	char *media_type;
+	int64_t size;
+};
+
+static void resolved_clear(struct resolved *x)
+{
+	free(x->media_type);
+	*x = (struct resolved){0};
+}
+
+/* Checks @d: the blob exists (and has the size given), the media type is one we read; computes
+ * the diff id (and detects the compression) when not given. */
+static int resolve(cairn_cache *c, const cairn_descriptor *d, struct resolved *ret,
+                   cairn_error **reterr)
+{
+	*ret = (struct resolved){0};
+	if (!d || !d->digest)
+		return err_set(reterr, -EINVAL, "layer blob: no digest given");
+	int r = digest_parse(d->digest, &ret->blob, reterr);
+	if (r < 0)
+		return err_set(reterr, -EINVAL, "layer blob: invalid digest '%s'", d->digest);
+	if (d->diff_id && digest_parse(d->diff_id, &ret->diff_id, NULL) < 0)
+		return err_set(reterr, -EINVAL, "blob '%s': invalid diff id '%s'", d->digest,
+		               d->diff_id);
+	layer_compression comp = LAYER_COMPRESSION_NONE;
+	if (d->media_type && (r = layer_media_type_parse(d->media_type, &comp, reterr)) < 0)
+		return err_prefix(reterr, "blob '%s'", d->digest);
+	_cleanup_close_ int fd = -1;
+	uint64_t size = 0;
+	if ((r = content_open(c->store->content, ret->blob.str, &fd, &size, reterr)) < 0)
+		return r;
+	if (d->size > 0 && (uint64_t)d->size != size)
+		return err_set(reterr, -EINVAL,
+		               "blob '%s': size %" PRId64 " given, %" PRIu64 " found", d->digest,
+		               d->size, size);
+	ret->size = (int64_t)size;
+	if (!d->diff_id) {
+		struct layer_reader_opts o = {.what = ret->blob.str};
+		_cleanup_(layer_reader_freep) layer_reader *rd = NULL;
+		if ((r = layer_reader_new(fd, &o, &rd, reterr)) < 0 ||
+		    (r = layer_reader_drain(rd, reterr)) < 0)
+			return r;
+		layer_reader_digests(rd, &ret->diff_id, NULL);
+		if (!d->media_type)
+			comp = layer_reader_compression(rd);
+	} else if (!d->media_type) {
+		uint8_t head[16];
+		ssize_t n = pread(fd, head, sizeof(head), 0);
+		if (n < 0)
+			return err_errno(reterr, -errno, "read blob '%s'", d->digest);
+		comp = layer_compression_detect(head, (size_t)n);
+	}
+	ret->media_type = strdup(d->media_type ? d->media_type : layer_media_type(comp));
+	if (!ret->media_type)
+		return err_set(reterr, -ENOMEM, "blob '%s': out of memory", d->digest);
+	return 0;
+}
+
+/* Fills the blob columns of @b (strings borrowed from @x and @cbuf) for a layer on @parent (may
+ * be NULL). -EINVAL when the parent has no chain ids. */
+static int chain_ids(const struct resolved *x, const struct meta_record *parent, digest cbuf[2],
+                     struct meta_record *b, cairn_error **reterr)
+{
+	digest t;
+	chain_hash(x->blob.str, x->diff_id.str, &t);
+	if (parent) {
+		if (!parent->chain_id || !parent->blob_chain_id)
+			return err_set(
+				reterr, -EINVAL,
+				"non-addressable parent '%s': it has no blob (set one first)",
+				parent->id);
+		chain_hash(parent->chain_id, x->diff_id.str, &cbuf[0]);
+		chain_hash(parent->blob_chain_id, t.str, &cbuf[1]);
+	} else {
+		cbuf[0] = x->diff_id;
+		cbuf[1] = t;
+	}
+	b->blob = (char *)x->blob.str;
+	b->diff_id = (char *)x->diff_id.str;
+	b->media_type = x->media_type;
+	b->chain_id = cbuf[0].str;
+	b->blob_chain_id = cbuf[1].str;
+	return 0;
+}
+
+/* ---- get_by_blob ---- */
+
+/* Pins immutable @id and finalizes it; *@ret_row gets its row. */
+static int pin_parent(cairn_cache *c, const char *id, struct entry **ret_e,
+                      struct meta_record *ret_row, cairn_error **reterr)
+{
+	_cleanup_(meta_record_clear) struct meta_record row = {0};
+	cache_lock(c);
+	int r = cache_load_once(c, id, &row, reterr);
+	struct entry *e = NULL;
+	if (r >= 0 && row.kind == META_RECORD_MUTABLE)
+		r = err_set(reterr, -EINVAL, "parent record '%s' is mutable: commit it first", id);
+	if (r >= 0 && !(e = entry_acquire(c, id, false, row.equal_mutable)))
+		r = err_set(reterr, -ENOMEM, "parent record '%s': out of memory", id);
+	if (e)
+		e->pins++;
+	cache_unlock(c);
+	if (r < 0 || !e)
+		return r < 0 ? r : -ENOMEM;
+	*ret_e = e;
+	pthread_mutex_lock(&e->lock->mu);
+	r = cache_finalize_locked(c, id, reterr);
+	pthread_mutex_unlock(&e->lock->mu);
+	if (r < 0)
+		return r;
+	return cache_load_once(c, id, ret_row, reterr);
+}
+
+static void unpin_entry(cairn_cache *c, struct entry *e)
+{
+	if (!e)
+		return;
+	cache_lock(c);
+	e->pins--;
+	entry_put(c, e);
+	cache_unlock(c);
+}
+
+/* A new ref on existing immutable @id (a dedup hit). 0 with *@ret NULL when the row is not there
+ * (skipped, as later BuildKit does). Manager lock held. */
+static int ref_existing_locked(cairn_cache *c, meta_tx *tx, const char *id, cairn_ref **ret,
+                               cairn_error **reterr)
+{
+	_cleanup_(meta_record_clear) struct meta_record row = {0};
+	*ret = NULL;
+	int r = cache_load(c, tx, id, &row, NULL);
+	if (r < 0)
+		return 0;
+	struct entry *e = entry_acquire(c, id, false, row.equal_mutable);
+	cairn_ref *ref = e ? cache_ref_new(c, e, false, true) : NULL;
+	if (!ref) {
+		if (e)
+			entry_put(c, e);
+		return err_set(reterr, -ENOMEM, "record '%s': out of memory", id);
+	}
+	*ret = ref;
+	return 1;
+}
+
+/* The dedup lookups and the insert of a new record, under the manager lock. */
+static int get_by_blob_locked(cairn_cache *c, struct meta_record *rec, cairn_ref **ret,
+                              cairn_error **reterr)
+{
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	_cleanup_free_ char *hit = NULL, *link = NULL;
+	_cleanup_(meta_record_clear) struct meta_record lrow = {0};
+	int r = meta_tx_begin(c->db, &tx, true, reterr);
+	if (r < 0)
+		return r;
+	/* Exact dedup: the same blob sequence (§5.4 step 5). */
+	r = meta_record_find_chain(&tx, c->driver, true, rec->blob_chain_id, &hit, reterr);
+	if (r < 0)
+		return r;
+	if (r > 0 && (r = ref_existing_locked(c, &tx, hit, ret, reterr)) != 0)
+		return r < 0 ? r : 0;
+	/* Content dedup: the same tree, another blob: share its snapshot (step 6-7). */
+	r = meta_record_find_chain(&tx, c->driver, false, rec->chain_id, &link, reterr);
+	if (r < 0)
+		return r;
+	if (r > 0 && cache_load(c, &tx, link, &lrow, NULL) == 0 && lrow.snapshot &&
+	    !lrow.equal_mutable) {
+		rec->snapshot = lrow.snapshot;
+		rec->extracted = lrow.extracted;
+	}
+	if ((r = meta_record_insert(&tx, rec, reterr)) < 0)
+		return r;
+	struct entry *e = entry_acquire(c, rec->id, false, NULL);
+	cairn_ref *ref = e ? cache_ref_new(c, e, false, true) : NULL;
+	if (!ref) {
+		if (e)
+			entry_put(c, e);
+		return err_set(reterr, -ENOMEM, "record '%s': out of memory", rec->id);
+	}
+	if ((r = meta_tx_commit(&tx, reterr)) < 0) {
+		cache_ref_drop_locked(c, ref);
+		return r;
+	}
+	log_debug("record '%s' for blob '%s' (snapshot '%s', %s)", rec->id, rec->blob,
+	          rec->snapshot, rec->extracted ? "extracted" : "not extracted");
+	*ret = ref;
+	return 0;
+}
+
+int cairn_cache_get_by_blob(cairn_cache *c, const cairn_descriptor *desc, const cairn_ref *parent,
+                            cairn_ref **ret, cairn_error **reterr)
+{
+	int r = cache_enter(c, !desc || !ret, "get by blob", reterr);
+	if (r < 0)
+		return r;
+	_cleanup_(resolved_clear) struct resolved x = {0};
+	if ((r = resolve(c, desc, &x, reterr)) < 0)
+		return err_prefix(reterr, "get by blob");
+	struct entry *pe = NULL;
+	_cleanup_(meta_record_clear) struct meta_record prow = {0};
+	if (parent && (r = pin_parent(c, parent->id, &pe, &prow, reterr)) < 0) {
+		unpin_entry(c, pe);
+		return err_prefix(reterr, "get by blob '%s'", x.blob.str);
+	}
+	char id[CAIRN_RECORD_ID_LEN + 1];
+	cache_new_id(id);
+	digest cbuf[2];
+	struct meta_record rec = {
+		.id = id,
+		.snapshotter = (char *)c->driver,
+		.kind = META_RECORD_IMMUTABLE,
+		.parent = parent ? (char *)parent->id : NULL,
+		.created_at = meta_now_ns(),
+	};
+	r = chain_ids(&x, parent ? &prow : NULL, cbuf, &rec, reterr);
+	if (r >= 0) {
+		rec.snapshot = rec.chain_id;
+		cache_lock(c);
+		r = get_by_blob_locked(c, &rec, ret, reterr);
+		cache_unlock(c);
+	}
+	unpin_entry(c, pe);
+	if (r < 0)
+		return err_prefix(reterr, "get by blob '%s'", x.blob.str);
+	return 0;
+}
+
+/* ---- extract ---- */
+
+struct extract_args {
+	cairn_cache *c;
+	const char *id;
+	cairn_progress_fn fn;
+	void *userdata;
+	uint64_t base, total; /* bytes of the layers before this one, of all of them */
+};
+
+static void apply_progress(uint64_t bytes, void *userdata)
+{
+	struct extract_args *a = userdata;
+	if (a->fn)
+		a->fn(a->base + bytes, a->total, a->userdata);
+}
+
+static bool committed(cairn_cache *c, const char *key)
+{
+	_cleanup_(snap_info_freep) snap_info *info = NULL;
+	return snap_stat(c->snap, key, &info, NULL) == 0 && info->kind == SNAP_KIND_COMMITTED;
+}
+
+static void close_fds(int *fds, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	free(fds);
+}
+
+/* Opens the layer directories of @row's ancestors, nearest first (overlay's lower layers). */
+static int open_parents(cairn_cache *c, const struct meta_record *row, int **ret_fds, size_t *ret_n,
+                        cairn_error **reterr)
+{
+	int *fds = NULL;
+	size_t n = 0;
+	_cleanup_free_ char *next = row->parent ? strdup(row->parent) : NULL;
+	int r = 0;
+	while (next) {
+		_cleanup_(meta_record_clear) struct meta_record p = {0};
+		if ((r = cache_load_once(c, next, &p, reterr)) < 0)
+			break;
+		int *nf = realloc(fds, (n + 1) * sizeof(int));
+		if (!nf) {
+			r = err_set(reterr, -ENOMEM, "out of memory");
+			break;
+		}
+		fds = nf;
+		const char *key = p.equal_mutable ? p.equal_mutable : p.snapshot;
+		if ((r = snap_open_fs(c->snap, key, NULL, reterr)) < 0)
+			break;
+		fds[n++] = r;
+		free(next);
+		next = TAKE_PTR(p.parent);
+	}
+	if (r < 0) {
+		close_fds(fds, n);
+		return r;
+	}
+	*ret_fds = fds;
+	*ret_n = n;
+	return 0;
+}
+
+/* Applies @row's blob into a new active snapshot on @lower and commits it as its snapshot. */
+static int extract_one(struct extract_args *a, const struct meta_record *row, const char *lower,
+                       cairn_error **reterr)
+{
+	cairn_cache *c = a->c;
+	if (!row->blob)
+		return err_set(reterr, -EINVAL, "record '%s' has neither data nor a blob", row->id);
+	char rnd[CAIRN_RECORD_ID_LEN + 1];
+	cache_new_id(rnd);
+	_cleanup_free_ char *key = NULL;
+	if (asprintf(&key, "extract-%s %s", rnd, row->chain_id ? row->chain_id : row->id) < 0)
+		return err_set(reterr, -ENOMEM, "out of memory");
+	int r = snap_prepare(c->snap, key, lower, NULL, 0, NULL, NULL, reterr);
+	if (r < 0)
+		return r;
+	_cleanup_close_ int rootfd = -1, blobfd = -1;
+	_cleanup_(cairn_error_freep) cairn_error *err = NULL;
+	int *pfds = NULL;
+	size_t np = 0;
+	bool overlay = strcmp(c->driver, "overlay") == 0;
+	struct layer_apply_opts o = {
+		.whiteout = overlay ? LAYER_WHITEOUT_OVERLAY : LAYER_WHITEOUT_DELETE,
+		.what = row->blob,
+		.expected_diffid = row->diff_id,
+		.progress = apply_progress,
+		.userdata = a,
+	};
+	if ((r = snap_open_fs(c->snap, key, NULL, reterr)) < 0)
+		goto fail;
+	rootfd = r;
+	if (overlay && (r = open_parents(c, row, &pfds, &np, reterr)) < 0)
+		goto fail;
+	o.parent_fds = pfds;
+	o.n_parents = np;
+	if ((r = content_open(c->store->content, row->blob, &blobfd, NULL, reterr)) < 0)
+		goto fail;
+	r = layer_apply(rootfd, blobfd, &o, NULL, reterr);
+	close_fds(pfds, np);
+	if (r < 0)
+		goto fail;
+	if (syncfs(rootfd) < 0)
+		log_debug("syncfs for record '%s': %m", row->id);
+	r = snap_commit(c->snap, row->snapshot, key, NULL, 0, &err);
+	if (r < 0) {
+		/* A record sharing the snapshot (same chain id) was extracted meanwhile: fine. */
+		snap_remove(c->snap, key, NULL);
+		if (r == -EEXIST && committed(c, row->snapshot))
+			return 0;
+		return err_set(reterr, r, "%s", cairn_error_message(err));
+	}
+	return 0;
+fail:
+	/* The half-extracted snapshot goes; nothing was committed. */
+	snap_remove(c->snap, key, NULL);
+	return r;
+}
+
+static int extract_work(void *userdata, const atomic_bool *cancelled, int64_t *ret_value,
+                        cairn_error **reterr)
+{
+	struct extract_args *a = userdata;
+	cairn_cache *c = a->c;
+	_cleanup_(meta_record_clear) struct meta_record row = {0}, parent = {0};
+	*ret_value = 0;
+	int r = cache_load_once(c, a->id, &row, reterr);
+	if (r < 0 || row.extracted)
+		return r;
+	if (!committed(c, row.snapshot)) {
+		const char *lower = NULL;
+		if (row.parent) {
+			if ((r = cache_load_once(c, row.parent, &parent, reterr)) < 0)
+				return r;
+			if (!parent.extracted)
+				return err_set(reterr, -EINVAL,
+				               "parent record '%s' is not extracted", parent.id);
+			lower = parent.snapshot;
+		}
+		if ((r = extract_one(a, &row, lower, reterr)) < 0)
+			return r;
+	}
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	if ((r = meta_tx_begin(c->db, &tx, true, reterr)) < 0 ||
+	    (r = meta_record_set_extracted_snapshot(&tx, c->driver, row.snapshot, reterr)) < 0 ||
+	    (r = meta_tx_commit(&tx, reterr)) < 0)
+		return r;
+	log_debug("extracted record '%s' (blob '%s')", row.id, row.blob);
+	*ret_value = 1;
+	return 0;
+}
+
+/* The records of @id's chain that are not extracted, root first, into *@ret_ids; their blob
+ * sizes summed into *@ret_total. */
+static int pending_chain(cairn_cache *c, const char *id, char ***ret_ids, uint64_t **ret_sizes,
+                         size_t *ret_n, uint64_t *ret_total, cairn_error **reterr)
+{
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	int r = meta_tx_begin(c->db, &tx, false, reterr);
+	if (r < 0)
+		return r;
+	char **ids = NULL;
+	uint64_t *sizes = NULL, total = 0;
+	size_t n = 0;
+	_cleanup_free_ char *next = strdup(id);
+	while (next && r >= 0) {
+		_cleanup_(meta_record_clear) struct meta_record row = {0};
+		if ((r = cache_load(c, &tx, next, &row, reterr)) < 0)
+			break;
+		free(next);
+		next = NULL;
+		if (row.extracted)
+			break;
+		char **ni = realloc(ids, (n + 1) * sizeof(char *));
+		uint64_t *ns = ni ? realloc(sizes, (n + 1) * sizeof(uint64_t)) : NULL;
+		if (ni)
+			ids = ni;
+		if (ns)
+			sizes = ns;
+		if (!ni || !ns) {
+			r = err_set(reterr, -ENOMEM, "out of memory");
+			break;
+		}
+		content_blob_info bi = {0};
+		sizes[n] = row.blob && content_info(c->store->content, row.blob, &bi, NULL) == 0
+		                   ? bi.size
+		                   : 0;
+		total += sizes[n];
+		ids[n++] = TAKE_PTR(row.id);
+		next = TAKE_PTR(row.parent);
+	}
+	if (r < 0) {
+		for (size_t i = 0; i < n; i++)
+			free(ids[i]);
+		free(ids);
+		free(sizes);
+		return r;
+	}
+	/* Root first. */
+	for (size_t i = 0; i < n / 2; i++) {
+		char *t = ids[i];
+		ids[i] = ids[n - 1 - i];
+		ids[n - 1 - i] = t;
+		uint64_t s = sizes[i];
+		sizes[i] = sizes[n - 1 - i];
+		sizes[n - 1 - i] = s;
+	}
+	*ret_ids = ids;
+	*ret_sizes = sizes;
+	*ret_n = n;
+	*ret_total = total;
+	return 0;
+}
+
+int cache_extract_id(cairn_cache *c, const char *id, cairn_progress_fn fn, void *userdata,
+                     cairn_error **reterr)
+{
+	char **ids = NULL;
+	uint64_t *sizes = NULL, total = 0, done = 0;
+	size_t n = 0;
+	int r = pending_chain(c, id, &ids, &sizes, &n, &total, reterr);
+	if (r < 0)
+		return err_prefix(reterr, "extract record '%s'", id);
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		struct extract_args a = {c, ids[i], fn, userdata, done, total};
+		_cleanup_free_ char *key = NULL;
+		if (asprintf(&key, "%s-extract", ids[i]) < 0) {
+			r = err_set(reterr, -ENOMEM, "out of memory");
+			break;
+		}
+		r = flight_do(c->flight, key, extract_work, &a, NULL, NULL, reterr);
+		if (r < 0)
+			err_prefix(reterr, "extract record '%s'", ids[i]);
+		done += sizes[i];
+	}
+	if (r >= 0 && n && fn)
+		fn(total, total, userdata);
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+	free(sizes);
+	return r < 0 ? r : 0;
+}
+
+int cairn_ref_extract(cairn_ref *ref, cairn_progress_fn fn, void *userdata, cairn_error **reterr)
+{
+	int r = cache_ref_check(ref, "extract", reterr);
+	if (r < 0)
+		return r;
+	return cache_extract_id(ref->cache, ref->id, fn, userdata, reterr);
+}
+
+/* ---- set_blob ---- */
+
+/* Sets the blob of finalized immutable @id; the record lock held. */
+static int set_blob_locked(cairn_cache *c, const char *id, const struct resolved *x,
+                           cairn_error **reterr)
+{
+	_cleanup_(meta_record_clear) struct meta_record row = {0}, prow = {0};
+	int r = cache_load_once(c, id, &row, reterr);
+	if (r < 0)
+		return r;
+	if (row.chain_id)
+		return 0;
+	if ((r = cache_finalize_locked(c, id, reterr)) < 0)
+		return r;
+	if (row.parent && (r = cache_load_once(c, row.parent, &prow, reterr)) < 0)
+		return r;
+	digest cbuf[2];
+	struct meta_record b = {0};
+	if ((r = chain_ids(x, row.parent ? &prow : NULL, cbuf, &b, reterr)) < 0)
+		return err_prefix(reterr, "set blob");
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	if ((r = meta_tx_begin(c->db, &tx, true, reterr)) < 0 ||
+	    (r = meta_record_set_blob(&tx, id, &b, reterr)) < 0 ||
+	    (r = meta_tx_commit(&tx, reterr)) < 0)
+		return r;
+	log_debug("record '%s': blob '%s' (diff id '%s')", id, b.blob, b.diff_id);
+	return 0;
+}
+
+int cairn_ref_set_blob(cairn_ref *ref, const cairn_descriptor *desc, cairn_error **reterr)
+{
+	int r = cache_ref_check(ref, "set blob", reterr);
+	if (r < 0)
+		return r;
+	if (ref->is_mutable)
+		return err_set(reterr, -EINVAL, "set blob '%s': the ref is mutable (commit it)",
+		               ref->id);
+	_cleanup_(resolved_clear) struct resolved x = {0};
+	if ((r = resolve(ref->cache, desc, &x, reterr)) < 0)
+		return err_prefix(reterr, "set blob '%s'", ref->id);
+	pthread_mutex_lock(&ref->e->lock->mu);
+	r = set_blob_locked(ref->cache, ref->id, &x, reterr);
+	pthread_mutex_unlock(&ref->e->lock->mu);
+	if (r < 0)
+		return err_prefix(reterr, "set blob '%s'", ref->id);
+	return 0;
+}
+
+/* ---- diff and get_remote ---- */
+
+/* Writes the layer of record @row to @fd. */
+static int diff_row(cairn_cache *c, const struct meta_record *row, layer_compression comp,
+                    int64_t sde, int fd, struct resolved *ret, cairn_error **reterr)
+{
+	if (!row->extracted || !row->snapshot || row->equal_mutable)
+		return err_set(reterr, -EINVAL, "record '%s' is not extracted and has no blob",
+		               row->id);
+	_cleanup_(meta_record_clear) struct meta_record prow = {0};
+	_cleanup_close_ int upper = -1, lower = -1;
+	int r;
+	if (row->parent) {
+		if ((r = cache_load_once(c, row->parent, &prow, reterr)) < 0)
+			return r;
+		if (!prow.extracted || !prow.snapshot)
+			return err_set(reterr, -EINVAL, "parent record '%s' is not extracted",
+			               prow.id);
+	}
+	if ((r = snap_open_fs(c->snap, row->snapshot, NULL, reterr)) < 0)
+		return r;
+	upper = r;
+	bool overlay = strcmp(c->driver, "overlay") == 0;
+	if (!overlay && row->parent) {
+		if ((r = snap_open_fs(c->snap, prow.snapshot, NULL, reterr)) < 0)
+			return r;
+		lower = r;
+	}
+	struct layer_writer_opts wo = {.compression = comp,
+	                               .level = LAYER_LEVEL_DEFAULT,
+	                               .threads = comp == LAYER_COMPRESSION_ZSTD ? 2 : 0,
+	                               .what = row->id};
+	_cleanup_(layer_writer_freep) layer_writer *w = NULL;
+	if ((r = layer_writer_new(fd, &wo, &w, reterr)) < 0)
+		return r;
+	struct layer_diff_opts o = {
+		.what = row->id, .has_source_date_epoch = sde >= 0, .source_date_epoch = sde};
+	if (overlay) {
+		/* Without the merged lower tree every whiteout and directory is written. */
+		r = layer_diff_overlay(-1, upper, w, &o, NULL, reterr);
+		if (r == -EOPNOTSUPP)
+			return err_prefix(reterr, "diff record '%s'", row->id);
+	} else {
+		r = layer_diff(lower, upper, w, &o, NULL, reterr);
+	}
+	if (r < 0)
+		return r;
+	uint64_t csize = 0;
+	if ((r = layer_writer_finish(w, &ret->diff_id, &ret->blob, NULL, &csize, reterr)) < 0)
+		return r;
+	ret->size = (int64_t)csize;
+	ret->media_type = strdup(layer_media_type(comp));
+	if (!ret->media_type)
+		return err_set(reterr, -ENOMEM, "out of memory");
+	return 0;
+}
+
+/* A temporary file in the store's tmp/ (gone when closed). */
+static int open_tmp(cairn_cache *c, cairn_error **reterr)
+{
+	int fd = openat(c->store->rootfd, "tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return err_errno(reterr, -errno, "open a temporary file in '%s/tmp'",
+		                 c->store->root);
+	return fd;
+}
+
+/* Computes, stores and sets the blob of record @id (finalized, extracted, no blob). */
+static int make_blob(cairn_cache *c, const char *id, layer_compression comp, int64_t sde,
+                     cairn_error **reterr)
+{
+	_cleanup_(meta_record_clear) struct meta_record row = {0};
+	int r = cache_load_once(c, id, &row, reterr);
+	if (r < 0 || row.blob)
+		return r;
+	_cleanup_close_ int fd = open_tmp(c, reterr);
+	if (fd < 0)
+		return fd;
+	_cleanup_(resolved_clear) struct resolved x = {0};
+	if ((r = diff_row(c, &row, comp, sde, fd, &x, reterr)) < 0)
+		return r;
+	if (lseek(fd, 0, SEEK_SET) < 0)
+		return err_errno(reterr, -errno, "seek the layer of record '%s'", id);
+	if ((r = content_add_fd(c->store->content, fd, x.blob.str, NULL, NULL, reterr)) < 0)
+		return r;
+	/* The record lock of @id, when this process has its entry; else no one here uses it. */
+	cache_lock(c);
+	struct entry *e = entry_acquire(c, id, false, NULL);
+	if (e)
+		e->pins++;
+	cache_unlock(c);
+	if (!e)
+		return err_set(reterr, -ENOMEM, "record '%s': out of memory", id);
+	pthread_mutex_lock(&e->lock->mu);
+	r = set_blob_locked(c, id, &x, reterr);
+	pthread_mutex_unlock(&e->lock->mu);
+	unpin_entry(c, e);
+	return r;
+}
+
+static int parse_compression(const char *s, layer_compression *ret, cairn_error **reterr)
+{
+	*ret = LAYER_COMPRESSION_GZIP;
+	return s ? layer_compression_parse(s, ret, reterr) : 0;
+}
+
+static int blob_of(cairn_cache *c, const char *id, cairn_blob **ret, cairn_error **reterr)
+{
+	_cleanup_(meta_record_clear) struct meta_record row = {0};
+	int r = cache_load_once(c, id, &row, reterr);
+	if (r < 0)
+		return r;
+	if (!row.blob)
+		return err_set(reterr, -ENOENT, "record '%s' has no blob", id);
+	content_blob_info bi = {0};
+	if ((r = content_info(c->store->content, row.blob, &bi, reterr)) < 0)
+		return r;
+	_cleanup_(cairn_blob_freep) cairn_blob *b = calloc(1, sizeof(*b));
+	if (!b)
+		return err_set(reterr, -ENOMEM, "out of memory");
+	b->digest = TAKE_PTR(row.blob);
+	b->diff_id = TAKE_PTR(row.diff_id);
+	b->media_type = TAKE_PTR(row.media_type);
+	b->size = (int64_t)bi.size;
+	*ret = TAKE_PTR(b);
+	return 0;
+}
+
+int cairn_ref_get_remote(cairn_ref *ref, const char *compression, int64_t source_date_epoch,
+                         cairn_blob **ret, cairn_error **reterr)
+{
+	int r = cache_ref_check(ref, "get remote", reterr);
+	if (r < 0)
+		return r;
+	if (ref->is_mutable || !ret)
+		return err_set(reterr, -EINVAL, "get remote '%s': %s", ref->id,
+		               ref->is_mutable ? "the ref is mutable (commit it)"
+		                               : "invalid arguments");
+	cairn_cache *c = ref->cache;
+	layer_compression comp;
+	if ((r = parse_compression(compression, &comp, reterr)) < 0)
+		return r;
+	pthread_mutex_lock(&ref->e->lock->mu);
+	r = cache_finalize_locked(c, ref->id, reterr);
+	pthread_mutex_unlock(&ref->e->lock->mu);
+	if (r < 0)
+		return err_prefix(reterr, "get remote '%s'", ref->id);
+	/* The chain, leaf first; blobs are made root first. */
+	char **ids = NULL;
+	size_t n = 0;
+	_cleanup_free_ char *next = strdup(ref->id);
+	while (next && r >= 0) {
+		_cleanup_(meta_record_clear) struct meta_record row = {0};
+		if ((r = cache_load_once(c, next, &row, reterr)) < 0)
+			break;
+		free(next);
+		next = NULL;
+		char **ni = realloc(ids, (n + 1) * sizeof(char *));
+		if (!ni) {
+			r = err_set(reterr, -ENOMEM, "out of memory");
+			break;
+		}
+		ids = ni;
+		ids[n++] = TAKE_PTR(row.id);
+		next = TAKE_PTR(row.parent);
+	}
+	for (size_t i = n; i-- > 0 && r >= 0;)
+		r = make_blob(c, ids[i], comp, source_date_epoch, reterr);
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+	if (r < 0 || (r = blob_of(c, ref->id, ret, reterr)) < 0)
+		return err_prefix(reterr, "get remote '%s'", ref->id);
+	return 0;
+}
+
+int cairn_ref_diff(cairn_ref *ref, const char *compression, int64_t source_date_epoch, int fd,
+                   cairn_blob **ret, cairn_error **reterr)
+{
+	int r = cache_ref_check(ref, "diff", reterr);
+	if (r < 0)
+		return r;
+	if (ref->is_mutable || fd < 0)
+		return err_set(reterr, -EINVAL, "diff '%s': %s", ref->id,
+		               ref->is_mutable ? "the ref is mutable (commit it)"
+		                               : "invalid arguments");
+	cairn_cache *c = ref->cache;
+	layer_compression comp;
+	if ((r = parse_compression(compression, &comp, reterr)) < 0)
+		return r;
+	pthread_mutex_lock(&ref->e->lock->mu);
+	r = cache_finalize_locked(c, ref->id, reterr);
+	pthread_mutex_unlock(&ref->e->lock->mu);
+	_cleanup_(meta_record_clear) struct meta_record row = {0};
+	_cleanup_(resolved_clear) struct resolved x = {0};
+	if (r < 0 || (r = cache_load_once(c, ref->id, &row, reterr)) < 0 ||
+	    (r = diff_row(c, &row, comp, source_date_epoch, fd, &x, reterr)) < 0)
+		return err_prefix(reterr, "diff '%s'", ref->id);
+	if (!ret)
+		return 0;
+	_cleanup_(cairn_blob_freep) cairn_blob *b = calloc(1, sizeof(*b));
+	if (!b || !(b->digest = strdup(x.blob.str)) || !(b->diff_id = strdup(x.diff_id.str)))
+		return err_set(reterr, -ENOMEM, "out of memory");
+	b->media_type = TAKE_PTR(x.media_type);
+	b->size = x.size;
+	*ret = TAKE_PTR(b);
+	return 0;
+}
