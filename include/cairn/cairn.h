@@ -10,5 +10,6 @@
 #include "cairn/mount.h"
 #include "cairn/snapshot.h"
 #include "cairn/cache.h"
+#include "cairn/lease.h"
 
 #endif

@@ -78,6 +78,11 @@ json_t *cli_mounts_json(const cairn_mount *m, size_t n);
 extern const struct cli_command cmd_content[];
 extern const struct cli_command cmd_snapshot[];
 extern const struct cli_command cmd_cache[]; /* top-level: new, commit, mount, ls, ... */
+/* cmd-gc.c: the top-level gc, fsck and lease commands. */
+extern const struct cli_command cmd_lease[];
+extern const char cmd_gc_help[], cmd_fsck_help[];
+int cmd_gc_run(struct cli *cli, int argc, char **argv);
+int cmd_fsck_run(struct cli *cli, int argc, char **argv);
 extern const struct cli_command cmd_layer[]; /* top-level: extract, diff, import-blob */
 
 /* cli_open_cache() - open the store (as cli_open_store) and its cache manager. */

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: MIT */
+/* Leases (include/cairn/lease.h) and the gc and fsck of the store: the internal helpers. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "meta/leases.h"
+
+/* The resource types a lease may hold. */
+#define LEASE_BLOB     "blob"
+#define LEASE_RECORD   "record"
+#define LEASE_SNAPSHOT "snapshots/" /* followed by the snapshotter: "snapshots/overlay" */
+
+/* lease_proc_start() - the start time of @pid (clock ticks after boot, /proc/PID/stat field 22),
+ * or -1 when there is no such process. */
+int64_t lease_proc_start(int64_t pid);
+
+/* lease_live() - whether @l still holds its resources at @now (ns): not expired, and, for a
+ * process lease, its process still running (same pid, same start time). */
+bool lease_live(const struct meta_lease *l, int64_t now);

@@ -1,0 +1,108 @@
+#!/usr/bin/env bats
+# cairn gc, fsck and lease: housekeeping of the store.
+
+load helpers
+
+setup() {
+	setup_store
+}
+
+@test "gc --dry-run reports orphans and removes nothing; gc removes them and keeps records" {
+	printf 'orphan blob' >"$BATS_TEST_TMPDIR/f"
+	run_cairn 0 content add -q "$BATS_TEST_TMPDIR/f"
+	digest=$output
+	run_cairn 0 snapshot prepare orphan
+	run_cairn 0 new -q
+	mutable=$output
+	run_cairn 0 gc --dry-run --json
+	[ "$(json_get 'j["dry_run"]')" = True ]
+	[ "$(json_get 'j["blobs"]')" = 1 ]
+	[ "$(json_get 'j["snapshots"]')" = 1 ]
+	[ -f "$STORE/blobs/sha256/${digest#sha256:}" ]
+	run_cairn 0 snapshot ls -q
+	expect_output orphan
+	run_cairn 0 gc
+	expect_output "removed 1 snapshots"
+	expect_output "1 blobs"
+	[ ! -e "$STORE/blobs/sha256/${digest#sha256:}" ]
+	run_cairn 0 snapshot ls -q
+	expect_no_output orphan
+	run_cairn 0 info "$mutable"
+	run_cairn 0 gc --json
+	[ "$(json_get 'j["bytes"]')" = 0 ]
+}
+
+@test "gc on a store another process uses exits 4 at once" {
+	run_cairn 0 content ls
+	flock -s "$STORE/LOCK" sleep 5 &
+	sleep 0.3
+	run_cairn 4 gc
+	expect_output "busy"
+	kill %1 2>/dev/null || true
+}
+
+@test "fsck is clean (exit 0) and names a corrupt blob (exit 1)" {
+	printf 'some content' >"$BATS_TEST_TMPDIR/f"
+	run_cairn 0 content add -q "$BATS_TEST_TMPDIR/f"
+	digest=$output
+	run_cairn 0 new -q
+	run_cairn 0 fsck
+	expect_output "consistent"
+	run_cairn 0 fsck --json
+	[ "$(json_get 'j["clean"]')" = True ]
+	f="$STORE/blobs/sha256/${digest#sha256:}"
+	chmod u+w "$f"
+	printf X | dd of="$f" bs=1 count=1 conv=notrunc 2>/dev/null
+	run_cairn 1 fsck
+	expect_output "$digest"
+	expect_output "corrupt"
+	expect_no_output "wipe"
+	run_cairn 0 fsck --repair
+	expect_output "repaired: "
+	[ ! -e "$f" ]
+	run_cairn 0 fsck
+}
+
+@test "lease ls --json lists leases; lease rm of a missing lease exits 3" {
+	run_cairn 0 lease ls --json
+	[ "$(json_get 'len(j)')" = 0 ]
+	run_cairn 0 lease ls
+	expect_output "EXPIRES"
+	run_cairn 3 lease rm nope
+	expect_output "lease 'nope' not found"
+	run_cairn 2 lease rm
+}
+
+@test "gc keeps a record's blob and snapshot, and collects them once the record is removed" {
+	mkdir -p "$BATS_TEST_TMPDIR/l" && echo a >"$BATS_TEST_TMPDIR/l/a"
+	tar -C "$BATS_TEST_TMPDIR/l" -cf "$BATS_TEST_TMPDIR/l.tar" .
+	run_cairn 0 content add -q "$BATS_TEST_TMPDIR/l.tar"
+	digest=$output
+	run_cairn 0 import-blob -q "$digest"
+	id=$output
+	run_cairn 0 extract "$id"
+	run_cairn 0 gc --json
+	[ "$(json_get 'j["blobs"] + j["snapshots"]')" = 0 ]
+	[ -f "$STORE/blobs/sha256/${digest#sha256:}" ]
+	run_cairn 0 fsck
+	run_cairn 0 rm "$id"
+	run_cairn 0 gc --json
+	[ "$(json_get 'j["blobs"]')" = 1 ]
+	[ ! -e "$STORE/blobs/sha256/${digest#sha256:}" ]
+	run_cairn 0 fsck
+}
+
+@test "lease ls shows a lease with its resources; lease rm deletes it" {
+	command -v sqlite3 >/dev/null || skip "needs sqlite3"
+	run_cairn 0 lease ls
+	sqlite3 "$STORE/meta.db" "INSERT INTO leases(id, created_at) VALUES ('l1', 1);
+		INSERT INTO lease_resources(lease, type, id) VALUES ('l1', 'record', 'r1');"
+	run_cairn 0 lease ls --json
+	[ "$(json_get 'j[0]["id"]')" = l1 ]
+	[ "$(json_get 'j[0]["resources"][0]["type"]')" = record ]
+	[ "$(json_get 'j[0]["live"]')" = True ]
+	run_cairn 0 lease rm l1
+	expect_output "removed l1"
+	run_cairn 0 lease ls -q
+	[ -z "$output" ]
+}
