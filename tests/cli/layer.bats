@@ -129,6 +129,9 @@ open(p, "wb").write(b)' "$BATS_TEST_TMPDIR/layer.tar.gz"
 	[ "$(json_get 'j["extracted"]')" = False ]
 	run_cairn 0 --json snapshot ls
 	[ "$(json_get 'len(j)')" = 0 ]
+	# The store stays consistent: no half-extracted directory, fsck clean.
+	[ -z "$(ls -A "$CAIRN_ROOT/snapshots")" ]
+	run_cairn 0 fsck
 }
 
 @test "a blob whose content is not its diff id is refused, naming both" {
