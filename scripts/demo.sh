@@ -10,7 +10,7 @@ trap 'rm -rf "$work"' EXIT
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
-rm -rf "$root"
+rm -rf "$root" "$root-second"
 echo "cairn demo: a store at $root"
 
 printf 'a small layer blob made by the demo\n' >"$work/hello.txt"
@@ -47,6 +47,26 @@ step "$cairn" --root "$root" umount "$mnt"
 step "$cairn" --root "$root" mounts --ro "$top"
 step "$cairn" --root "$root" ls
 step "$cairn" --root "$root" du -v
+
+echo
+echo "== layers: the base record as a deterministic gzip layer, imported back lazily, extracted"
+step "$cairn" --root "$root" diff demo-base -o "$work/base.tar.gz" --source-date-epoch 0
+printf '$ tar -tzvf %s\n' "$work/base.tar.gz"
+tar -tzvf "$work/base.tar.gz"
+layer=$("$cairn" --root "$root" content add "$work/base.tar.gz")
+other=$root-second
+rm -rf "$other"
+step "$cairn" --root "$other" content add "$work/base.tar.gz"
+lazy=$("$cairn" --root "$other" import-blob "$layer")
+printf '\n\033[1m$ %s --root %s import-blob %s\033[0m\n%s\n' "$cairn" "$other" "$layer" "$lazy"
+step "$cairn" --root "$other" ls
+step "$cairn" --root "$other" extract "$lazy"
+step "$cairn" --root "$other" mount "$lazy" "$mnt"
+printf '$ cat %s/greeting\n' "$mnt"
+cat "$mnt/greeting"
+step "$cairn" --root "$other" umount "$mnt"
+step "$cairn" --root "$root" fsck
+step "$cairn" --root "$root" gc --dry-run
 
 cat <<EOT
 
