@@ -7,6 +7,7 @@
 
 #include "base/log.h"
 #include "internal.h"
+#include "lease/lease.h"
 #include "meta/labels.h"
 
 /* ---- ids ---- */
@@ -68,37 +69,9 @@ static bool id_shaped(const char *s)
 
 /* ---- processes ---- */
 
-/* The start time of @pid (clock ticks after boot, /proc/PID/stat field 22), or -1. */
-static int64_t proc_start(int64_t pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return -1;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* The command name may hold spaces and parentheses: fields start after the last ')'. */
-	char *p = strrchr(buf, ')');
-	if (!p)
-		return -1;
-	p++;
-	for (int field = 3; field < 22; field++) {
-		while (*p == ' ')
-			p++;
-		while (*p && *p != ' ')
-			p++;
-	}
-	long long start;
-	if (sscanf(p, " %lld", &start) != 1)
-		return -1;
-	return start;
-}
-
 bool cache_proc_alive(int64_t pid, int64_t start)
 {
-	return pid > 0 && proc_start(pid) == start;
+	return pid > 0 && lease_proc_start(pid) == start;
 }
 
 /* ---- locks, table, refs ---- */
@@ -322,7 +295,7 @@ int cairn_cache_open(cairn_store *store, cairn_cache **ret, cairn_error **reterr
 	                   .flight = c->flight,
 	                   .refs = 1,
 	                   .pid = getpid()};
-	c->pid_start = proc_start(c->pid);
+	c->pid_start = lease_proc_start(c->pid);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->prune_lock, NULL);
 	int r = cache_repair(c, reterr);
