@@ -366,8 +366,10 @@ CAIRN_PUBLIC int cairn_cache_disk_usage(cairn_cache *c, const char *const *filte
                                         cairn_error **reterr);
 
 /* Prune shared records and the types "internal" and "frontend" too. */
-#define CAIRN_PRUNE_ALL       (1u << 0)
-#define CAIRN_PRUNE_FLAGS_ALL (CAIRN_PRUNE_ALL)
+#define CAIRN_PRUNE_ALL (1u << 0)
+/* Choose and report (sizes computed) as prune would, but remove nothing. */
+#define CAIRN_PRUNE_DRY_RUN   (1u << 1)
+#define CAIRN_PRUNE_FLAGS_ALL (CAIRN_PRUNE_ALL | CAIRN_PRUNE_DRY_RUN)
 
 /*
  * Told about each record prune removed (a pair is one report; @removed borrowed for the call). A
@@ -375,15 +377,24 @@ CAIRN_PUBLIC int cairn_cache_disk_usage(cairn_cache *c, const char *const *filte
  */
 typedef int (*cairn_prune_fn)(const cairn_record_info *removed, void *userdata);
 
-#define CAIRN_PRUNE_OPTIONS_VERSION 1
+/* Version 2 appended keep_duration_ns and keep_bytes; version 1 is still accepted. */
+#define CAIRN_PRUNE_OPTIONS_VERSION 2
 
 typedef struct cairn_prune_options {
-	unsigned version;           /* CAIRN_PRUNE_OPTIONS_VERSION */
+	unsigned version;           /* CAIRN_PRUNE_OPTIONS_VERSION (1 or 2) */
 	unsigned flags;             /* CAIRN_PRUNE_* */
 	const char *const *filters; /* as cairn_cache_disk_usage(); none: all */
 	size_t n_filters;
 	cairn_prune_fn fn; /* may be NULL */
 	void *userdata;
+	/* Version 2. Keep records used (last_used, else created_at) within this many ns; 0: off. */
+	int64_t keep_duration_ns;
+	/*
+	 * 0: off. Otherwise remove only until the total size of all records (pairs once, sizes
+	 * computed where unknown) is at or under it, victims ordered by last use (never used
+	 * first, oldest first), then usage count (lowest first), then creation, then id.
+	 */
+	int64_t keep_bytes;
 } cairn_prune_options;
 
 /*
@@ -391,9 +402,12 @@ typedef struct cairn_prune_options {
  * the filters (skipping shared ones and the types internal and frontend unless CAIRN_PRUNE_ALL),
  * then again for the parents so freed, until nothing more qualifies. The retain policy does not
  * protect from prune (it keeps a mutable past its release, as in BuildKit). @opts may be NULL.
+ * keep_duration_ns and keep_bytes narrow what goes (see cairn_prune_options); with
+ * CAIRN_PRUNE_DRY_RUN the reports are those of a real prune at this moment and nothing changes.
  * Returns the number of reports (a pair counts once).
- * Errors: -EINVAL for a bad filter, flags or version; the first removal error (prune goes on
- * with the others). Locking: one prune at a time per manager; the manager lock while choosing.
+ * Errors: -EINVAL for a bad filter, flags, version or a negative keep value; the first removal
+ * error (prune goes on with the others). Locking: one prune at a time per manager; the manager lock
+ * while choosing.
  */
 CAIRN_PUBLIC int cairn_cache_prune(cairn_cache *c, const cairn_prune_options *opts,
                                    cairn_error **reterr);

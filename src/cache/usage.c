@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Sizes, record infos, disk usage, prune and remove. */
+#include <stddef.h>
 #include <string.h>
 #include <sys/types.h>
 
@@ -670,6 +671,9 @@ struct victim {
 	cairn_record_info info;
 	char *ids[2];
 	size_t n;
+	int64_t last_used, usage_count; /* of the pair: the later use, the higher count */
+	int64_t size;                   /* as known when chosen (0 unknown) */
+	size_t row;                     /* in the scan that chose it */
 };
 
 struct prune_ctx {
@@ -677,10 +681,19 @@ struct prune_ctx {
 	meta_tx *tx;
 	const cairn_prune_options *opts;
 	snap_filter *filter;
+	int64_t cutoff;        /* keep records used after it (keep_duration_ns); 0: off */
+	int64_t total;         /* keep_bytes: the size of every record, less what was chosen */
+	cairn_record_info *du; /* keep_bytes: disk usage rows with sizes, in id order */
+	size_t n_du;
 	struct victim *v;
 	size_t n;
 	cairn_error **reterr;
 };
+
+static int64_t max64(int64_t a, int64_t b)
+{
+	return a > b ? a : b;
+}
 
 /* Whether prune may take row @i now. */
 static bool prunable(const struct prune_ctx *ctx, const struct scan *s, size_t i)
@@ -695,60 +708,167 @@ static bool prunable(const struct prune_ctx *ctx, const struct scan *s, size_t i
 	return true;
 }
 
-static int choose_fn(struct scan *s, void *userdata)
+static int cmp_du(const void *key, const void *elem)
 {
-	struct prune_ctx *ctx = userdata;
-	for (size_t i = 0; i < s->n; i++) {
-		if (!prunable(ctx, s, i))
-			continue;
-		struct victim v = {0};
-		if (scan_info(s, i, &v.info) < 0) {
-			info_clear(&v.info);
-			return err_set(ctx->reterr, -ENOMEM, "prune: out of memory");
-		}
-		if (!snap_filter_match(ctx->filter, info_field, &v.info)) {
-			info_clear(&v.info);
-			continue;
-		}
-		const char *ids[2];
-		v.n = removal_set(s, i, true, ids);
-		struct victim *nv = realloc(ctx->v, (ctx->n + 1) * sizeof(*nv));
-		if (!nv) {
-			info_clear(&v.info);
-			return err_set(ctx->reterr, -ENOMEM, "prune: out of memory");
-		}
-		ctx->v = nv;
-		nv[ctx->n++] = v;
-		int r = tombstone(ctx->tx, ids, v.n, nv[ctx->n - 1].ids, ctx->reterr);
-		if (r < 0)
-			return r;
+	return strcmp(key, ((const cairn_record_info *)elem)->id);
+}
+
+/* The size of row @i (a pair's known one), from the scan or else the disk usage taken before. */
+static int64_t row_size(const struct prune_ctx *ctx, const struct scan *s, size_t i)
+{
+	ssize_t p = s->partner[i];
+	if (s->rows[i].size >= 0)
+		return s->rows[i].size;
+	if (p >= 0 && s->rows[p].size >= 0)
+		return s->rows[p].size;
+	for (int k = 0; k < 2; k++) {
+		ssize_t j = k == 0 ? (ssize_t)i : p;
+		const cairn_record_info *d = j < 0 ? NULL
+		                                   : bsearch(s->rows[j].id, ctx->du, ctx->n_du,
+		                                             sizeof(*ctx->du), cmp_du);
+		if (d && d->size >= 0)
+			return d->size;
 	}
 	return 0;
 }
 
+/* Victim order (keep_bytes): last use (never used first), usage count, creation, id. */
+static int cmp_victim(const void *a, const void *b)
+{
+	const struct victim *x = a, *y = b;
+	if (x->last_used != y->last_used)
+		return x->last_used < y->last_used ? -1 : 1;
+	if (x->usage_count != y->usage_count)
+		return x->usage_count < y->usage_count ? -1 : 1;
+	if (x->info.created_at != y->info.created_at)
+		return x->info.created_at < y->info.created_at ? -1 : 1;
+	return strcmp(x->info.id, y->info.id);
+}
+
+static void victim_clear(struct victim *v)
+{
+	info_clear(&v->info);
+	for (size_t k = 0; k < v->n; k++)
+		free(v->ids[k]);
+	*v = (struct victim){0};
+}
+
+/* Appends row @i to the victims when the filters and keep_duration let it go. */
+static int consider(struct prune_ctx *ctx, struct scan *s, size_t i)
+{
+	const struct meta_record *row = &s->rows[i];
+	ssize_t p = s->partner[i];
+	struct victim v = {.row = i, .last_used = row->last_used, .usage_count = row->usage_count};
+	if (p >= 0) {
+		v.last_used = max64(v.last_used, s->rows[p].last_used);
+		v.usage_count = max64(v.usage_count, s->rows[p].usage_count);
+	}
+	if (ctx->cutoff) {
+		int64_t used = v.last_used ? v.last_used : row->created_at;
+		if (p >= 0 && !v.last_used)
+			used = max64(used, s->rows[p].created_at);
+		if (used > ctx->cutoff)
+			return 0;
+	}
+	if (scan_info(s, i, &v.info) < 0) {
+		info_clear(&v.info);
+		return err_set(ctx->reterr, -ENOMEM, "prune: out of memory");
+	}
+	if (!snap_filter_match(ctx->filter, info_field, &v.info)) {
+		info_clear(&v.info);
+		return 0;
+	}
+	v.size = row_size(ctx, s, i);
+	struct victim *nv = realloc(ctx->v, (ctx->n + 1) * sizeof(*nv));
+	if (!nv) {
+		info_clear(&v.info);
+		return err_set(ctx->reterr, -ENOMEM, "prune: out of memory");
+	}
+	ctx->v = nv;
+	nv[ctx->n++] = v;
+	return 0;
+}
+
+/*
+ * Chooses under the manager lock. Passes over one scan: what a pass takes is marked gone (its
+ * parent loses a child), so the next pass sees the parents it frees, as a dry run must. With
+ * keep_bytes a pass takes its candidates in victim order only while the total is over the cap.
+ */
+static int choose_fn(struct scan *s, void *userdata)
+{
+	struct prune_ctx *ctx = userdata;
+	bool dry = ctx->opts->flags & CAIRN_PRUNE_DRY_RUN;
+	int64_t cap = ctx->opts->keep_bytes;
+	_cleanup_free_ bool *gone = calloc(s->n ? s->n : 1, sizeof(bool));
+	if (!gone)
+		return err_set(ctx->reterr, -ENOMEM, "prune: out of memory");
+	for (;;) {
+		size_t first = ctx->n;
+		int r;
+		for (size_t i = 0; i < s->n; i++)
+			if (!gone[i] && prunable(ctx, s, i) && (r = consider(ctx, s, i)) < 0)
+				return r;
+		if (ctx->n == first)
+			return 0;
+		if (cap) {
+			qsort(ctx->v + first, ctx->n - first, sizeof(*ctx->v), cmp_victim);
+			size_t keep = first;
+			for (size_t k = first; k < ctx->n; k++) {
+				if (ctx->total <= cap) {
+					victim_clear(&ctx->v[k]);
+					continue;
+				}
+				ctx->total -= ctx->v[k].size;
+				if (keep != k) {
+					ctx->v[keep] = ctx->v[k];
+					ctx->v[k] = (struct victim){0};
+				}
+				keep++;
+			}
+			ctx->n = keep;
+		}
+		for (size_t k = first; k < ctx->n; k++) {
+			struct victim *v = &ctx->v[k];
+			const char *ids[2];
+			size_t n = removal_set(s, v->row, true, ids);
+			for (size_t j = 0; j < n; j++) {
+				ssize_t x = scan_find(s, ids[j]);
+				gone[x] = true;
+				if (s->parent[x] >= 0)
+					s->n_children[s->parent[x]]--;
+			}
+			if (dry)
+				continue;
+			v->n = n;
+			if ((r = tombstone(ctx->tx, ids, n, v->ids, ctx->reterr)) < 0)
+				return r;
+		}
+		if (cap && ctx->total <= cap)
+			return 0;
+	}
+}
+
 static void victims_free(struct prune_ctx *ctx)
 {
-	for (size_t i = 0; i < ctx->n; i++) {
-		info_clear(&ctx->v[i].info);
-		for (size_t k = 0; k < ctx->v[i].n; k++)
-			free(ctx->v[i].ids[k]);
-	}
+	for (size_t i = 0; i < ctx->n; i++)
+		victim_clear(&ctx->v[i]);
 	free(ctx->v);
 	ctx->v = NULL;
 	ctx->n = 0;
 }
 
-/* One round: choose and tombstone under the manager lock. */
+/* One round: choose and tombstone (a dry run: only choose) under the manager lock. */
 static int prune_choose(struct prune_ctx *ctx)
 {
 	cairn_cache *c = ctx->c;
+	bool dry = ctx->opts->flags & CAIRN_PRUNE_DRY_RUN;
 	_cleanup_(meta_tx_end) meta_tx tx = {0};
 	struct scan s = {0};
 	ctx->tx = &tx;
 	cache_lock(c);
-	int r = meta_tx_begin(c->db, &tx, true, ctx->reterr);
+	int r = meta_tx_begin(c->db, &tx, !dry, ctx->reterr);
 	if (r >= 0 && (r = scan_load(c, &tx, &s, ctx->reterr)) >= 0 &&
-	    (r = choose_fn(&s, ctx)) >= 0)
+	    (r = choose_fn(&s, ctx)) >= 0 && !dry)
 		r = meta_tx_commit(&tx, ctx->reterr);
 	meta_tx_end(&tx);
 	cache_unlock(c);
@@ -759,11 +879,12 @@ static int prune_choose(struct prune_ctx *ctx)
 	return r;
 }
 
-/* Removes the victims of a round, reporting each; returns the count or the first error. */
+/* Removes the victims of a round (a dry run: none), reporting each; the count or the first
+ * error. */
 static int prune_remove(struct prune_ctx *ctx)
 {
 	int ret = 0, count = 0;
-	bool stopped = false;
+	bool stopped = false, dry = ctx->opts->flags & CAIRN_PRUNE_DRY_RUN;
 	for (size_t i = 0; i < ctx->n; i++) {
 		struct victim *v = &ctx->v[i];
 		if (stopped) {
@@ -774,7 +895,9 @@ static int prune_remove(struct prune_ctx *ctx)
 		int64_t size = v->info.size;
 		if (size < 0 && cache_size(ctx->c, v->info.id, &size, NULL) >= 0)
 			v->info.size = size;
-		int r = cache_remove_records(ctx->c, v->ids, v->n, ret < 0 ? NULL : ctx->reterr);
+		int r = dry ? 0
+		            : cache_remove_records(ctx->c, v->ids, v->n,
+		                                   ret < 0 ? NULL : ctx->reterr);
 		if (r < 0) {
 			ret = ret < 0 ? ret : r;
 			continue;
@@ -789,26 +912,49 @@ static int prune_remove(struct prune_ctx *ctx)
 	return ret < 0 ? ret : count;
 }
 
+/* keep_bytes: the total size of every record now (sizes computed), and the rows for lookups. */
+static int prune_total(struct prune_ctx *ctx)
+{
+	int r = cairn_cache_disk_usage(ctx->c, NULL, 0, &ctx->du, &ctx->n_du, ctx->reterr);
+	if (r < 0)
+		return err_prefix(ctx->reterr, "prune");
+	ctx->total = 0;
+	for (size_t i = 0; i < ctx->n_du; i++)
+		ctx->total += ctx->du[i].size > 0 ? ctx->du[i].size : 0;
+	return 0;
+}
+
 int cairn_cache_prune(cairn_cache *c, const cairn_prune_options *opts, cairn_error **reterr)
 {
-	cairn_prune_options defaults = {.version = CAIRN_PRUNE_OPTIONS_VERSION};
+	cairn_prune_options o = {.version = CAIRN_PRUNE_OPTIONS_VERSION};
 	if (!c)
 		return err_set(reterr, -EINVAL, "prune: invalid arguments");
-	if (!opts)
-		opts = &defaults;
-	if (opts->version != CAIRN_PRUNE_OPTIONS_VERSION ||
-	    (opts->flags & ~CAIRN_PRUNE_FLAGS_ALL) || (opts->n_filters && !opts->filters))
+	if (opts && opts->version == 1)
+		memcpy(&o, opts, offsetof(cairn_prune_options, keep_duration_ns));
+	else if (opts && opts->version == CAIRN_PRUNE_OPTIONS_VERSION)
+		o = *opts;
+	else if (opts)
+		return err_set(reterr, -EINVAL, "prune: unknown options version %u", opts->version);
+	if ((o.flags & ~CAIRN_PRUNE_FLAGS_ALL) || (o.n_filters && !o.filters))
 		return err_set(reterr, -EINVAL, "prune: unknown options");
+	if (o.keep_duration_ns < 0 || o.keep_bytes < 0)
+		return err_set(reterr, -EINVAL, "prune: negative keep-duration or keep-bytes");
 	int r = cache_check_open(c, reterr);
 	if (r < 0)
 		return r;
-	struct prune_ctx ctx = {.c = c, .opts = opts, .reterr = reterr};
-	if ((r = snap_filter_parse(opts->filters, opts->n_filters, &ctx.filter, reterr)) < 0)
+	struct prune_ctx ctx = {.c = c, .opts = &o, .reterr = reterr};
+	if (o.keep_duration_ns)
+		ctx.cutoff = meta_now_ns() - o.keep_duration_ns;
+	if ((r = snap_filter_parse(o.filters, o.n_filters, &ctx.filter, reterr)) < 0)
 		return err_prefix(reterr, "prune");
 	int total = 0;
 	pthread_mutex_lock(&c->prune_lock);
+	if (o.keep_bytes)
+		r = prune_total(&ctx);
 	/* Removing a record frees its parent: go round until a round finds nothing. */
-	for (;;) {
+	while (r >= 0) {
+		if (o.keep_bytes && ctx.total <= o.keep_bytes)
+			break;
 		if ((r = prune_choose(&ctx)) < 0 || ctx.n == 0)
 			break;
 		r = prune_remove(&ctx);
@@ -816,8 +962,11 @@ int cairn_cache_prune(cairn_cache *c, const cairn_prune_options *opts, cairn_err
 		if (r < 0)
 			break;
 		total += r;
+		if (o.flags & CAIRN_PRUNE_DRY_RUN)
+			break;
 	}
 	pthread_mutex_unlock(&c->prune_lock);
+	cairn_record_infos_free(ctx.du, ctx.n_du);
 	snap_filter_free(ctx.filter);
 	return r < 0 ? r : total;
 }

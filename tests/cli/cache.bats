@@ -164,3 +164,68 @@ cycle() {
 	run_cairn 0 umount "$MNT"
 	run_cairn 0 commit "$m"
 }
+
+# filled DESC BYTES: an unused record holding BYTES bytes; sets $REC.
+filled() {
+	run_cairn 0 new --desc "$1"
+	REC=$output
+	run_cairn 0 mount "$REC" "$MNT"
+	head -c "$2" /dev/urandom >"$MNT/data"
+	run_cairn 0 umount "$MNT"
+}
+
+@test "prune --dry-run lists what would go, with sizes, and removes nothing" {
+	filled one 1048576
+	filled two 1048576
+	run_cairn 0 prune --dry-run
+	expect_output "would remove"
+	expect_output "would prune 2 records"
+	run_cairn 0 prune --dry-run --json
+	[ "$(json_get 'j["dry_run"]')" = True ]
+	[ "$(json_get 'len(j["removed"])')" = 2 ]
+	[ "$(json_get 'all(r["size"] >= 1048576 for r in j["removed"])')" = True ]
+	run_cairn 0 ls -q
+	[ "$(echo "$output" | wc -l)" = 2 ]
+	run_cairn 0 prune --json
+	[ "$(json_get 'j["dry_run"]')" = False ]
+	[ "$(json_get 'len(j["removed"])')" = 2 ]
+}
+
+@test "prune --keep-storage leaves the store under the cap, oldest use first" {
+	filled old 1048576
+	local old=$REC
+	filled mid 1048576
+	filled new 1048576
+	local new=$REC
+	sleep 0.01
+	run_cairn 0 info "$new"
+	run_cairn 0 prune --keep-storage 2.5MiB --json
+	[ "$(json_get 'len(j["removed"])')" = 1 ]
+	[ "$(json_get 'j["removed"][0]["id"]')" = "$old" ]
+	run_cairn 0 du --json
+	[ "$(json_get 'j["total"] <= 2.5 * 1048576')" = True ]
+	run_cairn 0 prune --keep-storage 1100KB
+	expect_output "pruned 1 record,"
+	run_cairn 0 ls -q
+	[ "$output" = "$new" ]
+	run_cairn 0 prune --keep-duration 1h
+	expect_output "pruned 0 records"
+	run_cairn 0 prune --keep-duration 1h30m --keep-storage 0 --dry-run
+	expect_output "would prune 0 records"
+}
+
+@test "prune: a bad duration, size or filter key is a usage error (2)" {
+	run_cairn 2 prune --keep-duration 10x
+	expect_output "'10x'"
+	run_cairn 2 prune --keep-duration h
+	expect_output "'h'"
+	run_cairn 2 prune --keep-storage 10QB
+	expect_output "'10QB'"
+	run_cairn 2 prune --keep-storage -5
+	expect_output "'-5'"
+	run_cairn 2 prune --filter color=red
+	expect_output "'color'"
+	run_cairn 2 du --filter nosuch=1
+	expect_output "'nosuch'"
+	run_cairn 0 prune --keep-duration 7d --keep-storage 10GB --dry-run
+}

@@ -1152,6 +1152,146 @@ CACHE_TEST(prune_reports)
 	DU(e, 0, 1);
 }
 
+/* ---- prune policies: keep_duration, keep_bytes, dry run ---- */
+
+/* A released retained mutable; its id is the caller's. */
+static char *unused_record(struct env *e)
+{
+	cairn_ref *m = new_ref(e, NULL, true);
+	char *id = id_of(m);
+	release(m);
+	cairn_ref_free(m);
+	return id;
+}
+
+/* Records @uses more uses of @id at @when and a size of @size bytes. */
+static void set_use(struct env *e, const char *id, int64_t when, int uses, int64_t size)
+{
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	_cleanup_(meta_record_clear) struct meta_record row = {0};
+	ASSERT_OK(meta_tx_begin(e->store->db, &tx, true, ERR));
+	for (int k = 0; k < uses; k++)
+		ASSERT_OK(meta_record_add_use(&tx, id, when, ERR));
+	ASSERT_EQ(meta_record_get(&tx, id, &row, ERR), 1);
+	ASSERT_EQ(meta_record_set_size(&tx, id, row.gen, size, ERR), 1);
+	ASSERT_OK(meta_tx_commit(&tx, ERR));
+}
+
+struct pruned {
+	char ids[8][CAIRN_RECORD_ID_LEN + 1];
+	int64_t sizes[8];
+	int n;
+};
+
+static int pruned_fn(const cairn_record_info *i, void *userdata)
+{
+	struct pruned *p = userdata;
+	ASSERT_TRUE(p->n < 8);
+	snprintf(p->ids[p->n], sizeof(p->ids[0]), "%s", i->id);
+	p->sizes[p->n++] = i->size;
+	return 0;
+}
+
+static int prune_keep(struct env *e, unsigned flags, int64_t keep_ns, int64_t keep_bytes,
+                      struct pruned *p)
+{
+	*p = (struct pruned){0};
+	cairn_prune_options o = {.version = CAIRN_PRUNE_OPTIONS_VERSION,
+	                         .flags = flags,
+	                         .fn = pruned_fn,
+	                         .userdata = p,
+	                         .keep_duration_ns = keep_ns,
+	                         .keep_bytes = keep_bytes};
+	int r = cairn_cache_prune(e->c, &o, ERR);
+	ASSERT_OK(r);
+	ASSERT_EQ(r, p->n);
+	return r;
+}
+
+#define DAY_NS (86400 * (int64_t)1000000000)
+
+/* Records used within keep_duration stay; never-used ones count from their creation. */
+CACHE_TEST(prune_keep_duration)
+{
+	_cleanup_free_ char *old = unused_record(e), *recent = unused_record(e);
+	set_use(e, old, meta_now_ns() - 10 * DAY_NS, 1, 100);
+	set_use(e, recent, meta_now_ns() - DAY_NS / 2, 1, 100);
+	struct pruned p;
+	ASSERT_EQ(prune_keep(e, 0, DAY_NS, 0, &p), 1);
+	ASSERT_STREQ(p.ids[0], old);
+	DU(e, 0, 1);
+	ASSERT_EQ(prune_keep(e, 0, DAY_NS / 4, 0, &p), 1);
+	ASSERT_STREQ(p.ids[0], recent);
+	DU(e, 0, 0);
+	/* The version 1 struct still works and knows no keep fields. */
+	cairn_prune_options v1 = {.version = 1};
+	ASSERT_EQ(cairn_cache_prune(e->c, &v1, ERR), 0);
+	cairn_prune_options bad = {.version = 3};
+	ASSERT_ERR(cairn_cache_prune(e->c, &bad, ERR), -EINVAL);
+}
+
+/* keep_bytes: oldest use first, only until the total is at or under the cap; a dry run
+ * reports the same set and removes nothing. */
+CACHE_TEST(prune_keep_bytes)
+{
+	int64_t t = meta_now_ns() - DAY_NS;
+	_cleanup_free_ char *a = unused_record(e), *b = unused_record(e), *c = unused_record(e);
+	set_use(e, a, t, 1, 1000);
+	set_use(e, b, t + 3000, 1, 1000);
+	set_use(e, c, t + 2000, 1, 1000);
+	struct pruned p, dry;
+	ASSERT_EQ(prune_keep(e, 0, 0, 3000, &p), 0); /* at the cap already */
+	ASSERT_EQ(prune_keep(e, CAIRN_PRUNE_DRY_RUN, 0, 1500, &dry), 2);
+	DU(e, 0, 3);
+	ASSERT_EQ(prune_keep(e, 0, 0, 1500, &p), 2);
+	ASSERT_STREQ(p.ids[0], a);
+	ASSERT_STREQ(p.ids[1], c);
+	ASSERT_EQ(p.sizes[0], 1000);
+	for (int k = 0; k < 2; k++) {
+		ASSERT_STREQ(dry.ids[k], p.ids[k]);
+		ASSERT_EQ(dry.sizes[k], p.sizes[k]);
+	}
+	DU(e, 0, 1);
+	cairn_record_info *left = info(e, b);
+	cairn_record_infos_free(left, 1);
+}
+
+/* Equal last use: the lowest usage count goes first. */
+CACHE_TEST(prune_keep_bytes_ties)
+{
+	int64_t t = meta_now_ns() - DAY_NS;
+	_cleanup_free_ char *a = unused_record(e), *b = unused_record(e), *c = unused_record(e);
+	set_use(e, a, t, 3, 1000);
+	set_use(e, b, t, 1, 1000);
+	set_use(e, c, t, 2, 1000);
+	struct pruned p;
+	ASSERT_EQ(prune_keep(e, 0, 0, 2000, &p), 1);
+	ASSERT_STREQ(p.ids[0], b);
+	ASSERT_EQ(prune_keep(e, 0, 0, 1000, &p), 1);
+	ASSERT_STREQ(p.ids[0], c);
+	DU(e, 0, 1);
+}
+
+/* A dry run sees the parents a real prune would free, and removes nothing. */
+CACHE_TEST(prune_dry_run_chain)
+{
+	cairn_ref *a = new_ref(e, NULL, true);
+	cairn_ref *s = commit(a);
+	cairn_ref *a2 = new_ref(e, s, true);
+	release(s);
+	release(a2);
+	struct pruned dry, p;
+	ASSERT_EQ(prune_keep(e, CAIRN_PRUNE_DRY_RUN, 0, 0, &dry), 2);
+	DU(e, 0, 2);
+	ASSERT_EQ(prune_keep(e, 0, 0, 0, &p), 2);
+	ASSERT_STREQ(dry.ids[0], p.ids[0]);
+	ASSERT_STREQ(dry.ids[1], p.ids[1]);
+	DU(e, 0, 0);
+	cairn_ref_free(a);
+	cairn_ref_free(s);
+	cairn_ref_free(a2);
+}
+
 /* ---- stress ---- */
 
 struct stress {

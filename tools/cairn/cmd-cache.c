@@ -5,7 +5,9 @@
  * must outlive it: new records are retained, commit finalizes and retains, and main closes the
  * cache before the refs are freed.
  */
+#include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,7 +105,18 @@ struct new_opts {
 	bool no_retain;
 };
 
-enum { OPT_PARENT = 0x2000, OPT_DESC, OPT_NO_RETAIN, OPT_RO, OPT_ALL, OPT_FILTER, OPT_VERBOSE };
+enum {
+	OPT_PARENT = 0x2000,
+	OPT_DESC,
+	OPT_NO_RETAIN,
+	OPT_RO,
+	OPT_ALL,
+	OPT_FILTER,
+	OPT_VERBOSE,
+	OPT_KEEP_DURATION,
+	OPT_KEEP_STORAGE,
+	OPT_DRY_RUN,
+};
 
 static int new_opt(struct cli *cli, int opt, const char *arg, void *userdata)
 {
@@ -398,8 +411,79 @@ static int cmd_untag(struct cli *cli, int argc, char **argv)
 struct filter_opts {
 	const char *filters[32];
 	size_t n;
-	bool all, verbose;
+	bool all, verbose, dry_run;
+	int64_t keep_duration_ns, keep_bytes;
 };
+
+/* A duration: one or more NUMBER UNIT, units d, h, m, s ("1h30m", "7d", "1.5h"); -1 if bad. */
+static int64_t parse_duration(const char *s)
+{
+	static const struct {
+		char unit;
+		double ns;
+	} units[] = {{'d', 86400e9}, {'h', 3600e9}, {'m', 60e9}, {'s', 1e9}};
+	double total = 0;
+	if (!*s)
+		return -1;
+	while (*s) {
+		if (!isdigit((unsigned char)*s) && *s != '.')
+			return -1;
+		char *end = NULL;
+		errno = 0;
+		double v = strtod(s, &end);
+		if (errno || end == s)
+			return -1;
+		size_t k = 0;
+		while (k < sizeof(units) / sizeof(units[0]) && units[k].unit != *end)
+			k++;
+		if (k == sizeof(units) / sizeof(units[0]))
+			return -1;
+		total += v * units[k].ns;
+		s = end + 1;
+	}
+	return total >= 0 && total < 9.2e18 ? (int64_t)total : -1;
+}
+
+/* A size: NUMBER [UNIT], units B, K/KB/M/MB/G/GB/T/TB (powers of 1000) and KiB/MiB/GiB/TiB
+ * (powers of 1024), any case ("10GB", "512MiB", "1.5G", "4096"); -1 if bad. */
+static int64_t parse_size(const char *s)
+{
+	static const char prefixes[] = "kmgt";
+	if (!isdigit((unsigned char)*s) && *s != '.')
+		return -1;
+	char *end = NULL;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s)
+		return -1;
+	double mult = 1;
+	const char *p = *end ? strchr(prefixes, tolower((unsigned char)*end)) : NULL;
+	if (p) {
+		bool binary = end[1] == 'i' || end[1] == 'I';
+		for (long k = 0; k <= p - prefixes; k++)
+			mult *= binary ? 1024 : 1000;
+		end += binary ? 2 : 1;
+		if (binary && *end != 'b' && *end != 'B')
+			return -1;
+	}
+	if (*end == 'b' || *end == 'B')
+		end++;
+	if (*end)
+		return -1;
+	double total = v * mult;
+	return total >= 0 && total < 9.2e18 ? (int64_t)total : -1;
+}
+
+/* Whether @key is a field the filters know (spec §5.10). */
+static bool filter_key_known(const char *key, size_t len)
+{
+	static const char *const keys[] = {"id",      "parent",    "description", "type",   "inuse",
+	                                   "mutable", "immutable", "shared",      "private"};
+	for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+		if (strlen(keys[k]) == len && strncmp(keys[k], key, len) == 0)
+			return true;
+	return false;
+}
 
 /* --filter K=V is containerd's K==V; K==V, K!=V and K~=RE pass through. */
 static int filter_opt(struct cli *cli, int opt, const char *arg, void *userdata)
@@ -413,6 +497,26 @@ static int filter_opt(struct cli *cli, int opt, const char *arg, void *userdata)
 		o->verbose = true;
 		return 0;
 	}
+	if (opt == OPT_DRY_RUN) {
+		o->dry_run = true;
+		return 0;
+	}
+	if (opt == OPT_KEEP_DURATION) {
+		if ((o->keep_duration_ns = parse_duration(arg)) < 0) {
+			cli_usage_error(cli, "bad duration '%s': expected e.g. 48h, 7d, 1h30m",
+			                arg);
+			return -1;
+		}
+		return 0;
+	}
+	if (opt == OPT_KEEP_STORAGE) {
+		if ((o->keep_bytes = parse_size(arg)) < 0) {
+			cli_usage_error(cli, "bad size '%s': expected e.g. 10GB, 512MiB, 1.5G",
+			                arg);
+			return -1;
+		}
+		return 0;
+	}
 	if (o->n == sizeof(o->filters) / sizeof(o->filters[0])) {
 		cli_usage_error(cli, "too many --filter options");
 		return -1;
@@ -420,6 +524,11 @@ static int filter_opt(struct cli *cli, int opt, const char *arg, void *userdata)
 	const char *eq = strchr(arg, '=');
 	if (!eq || eq == arg) {
 		cli_usage_error(cli, "bad filter '%s': expected KEY=VALUE", arg);
+		return -1;
+	}
+	size_t klen = (size_t)(eq - arg) - (eq[-1] == '!' || eq[-1] == '~');
+	if (!filter_key_known(arg, klen)) {
+		cli_usage_error(cli, "unknown filter key '%.*s' in '%s'", (int)klen, arg, arg);
 		return -1;
 	}
 	char *f = NULL;
@@ -447,19 +556,38 @@ static const struct option filter_opts_table[] = {
 	{0},
 };
 
+static const struct option prune_opts_table[] = {
+	{"filter", required_argument, NULL, OPT_FILTER},
+	{"all", no_argument, NULL, OPT_ALL},
+	{"keep-duration", required_argument, NULL, OPT_KEEP_DURATION},
+	{"keep-storage", required_argument, NULL, OPT_KEEP_STORAGE},
+	{"dry-run", no_argument, NULL, OPT_DRY_RUN},
+	{0},
+};
+
 typedef int (*filter_run_fn)(struct cli *cli, struct filter_opts *o);
 
 /* Parses the filter options (and @shortopts), takes no positionals, opens the cache and runs
  * @run; frees the filters whatever happens. */
 static int with_filters(struct cli *cli, int argc, char **argv, const char *shortopts,
-                        filter_run_fn run)
+                        const struct option *table, filter_run_fn run)
 {
 	struct filter_opts o = {0};
-	int i = setup(cli, argc, argv,
-	              &(struct cli_opts){shortopts, filter_opts_table, filter_opt, &o}, 0, 0);
+	int i = setup(cli, argc, argv, &(struct cli_opts){shortopts, table, filter_opt, &o}, 0, 0);
 	int rc = i < 0 ? -i : run(cli, &o);
 	filter_opts_free(&o);
 	return rc;
+}
+
+/* cli_fail(), but a filter the library could not parse is a usage error. */
+static int filter_fail(struct cli *cli, const struct filter_opts *o, cairn_error *e)
+{
+	if (o->n && cairn_error_code(e) == -EINVAL && strstr(cairn_error_message(e), "filter")) {
+		cli_usage_error(cli, "%s", cairn_error_message(e));
+		cairn_error_free(e);
+		return EXIT_USAGE;
+	}
+	return cli_fail(cli, e);
 }
 
 static void print_du_rows(const cairn_record_info *infos, size_t n)
@@ -481,7 +609,7 @@ static int du_run(struct cli *cli, struct filter_opts *o)
 	size_t n = 0;
 	cairn_error *e = NULL;
 	if (cairn_cache_disk_usage(cli->cache, o->filters, o->n, &infos, &n, &e) < 0)
-		return cli_fail(cli, e);
+		return filter_fail(cli, o, e);
 	int64_t total = 0, reclaimable = 0;
 	for (size_t k = 0; k < n; k++) {
 		int64_t sz = infos[k].size > 0 ? infos[k].size : 0;
@@ -510,6 +638,7 @@ struct prune_state {
 	struct cli *cli;
 	json_t *list;
 	int64_t freed;
+	bool dry_run;
 };
 
 static int prune_one(const cairn_record_info *r, void *userdata)
@@ -520,47 +649,50 @@ static int prune_one(const cairn_record_info *r, void *userdata)
 		return json_array_append_new(st->list, record_json(r)) < 0 ? -ENOMEM : 0;
 	if (!st->cli->quiet) {
 		char size[32];
-		printf("removed %s  %10s  %s\n", r->id, size_or_dash(r->size, size, sizeof(size)),
-		       r->description);
+		printf("%s %s  %10s  %s\n", st->dry_run ? "would remove" : "removed", r->id,
+		       size_or_dash(r->size, size, sizeof(size)), r->description);
 	}
 	return 0;
 }
 
 static int prune_run(struct cli *cli, struct filter_opts *o)
 {
-	struct prune_state st = {cli, cli->json ? json_array() : NULL, 0};
+	struct prune_state st = {cli, cli->json ? json_array() : NULL, 0, o->dry_run};
 	cairn_prune_options popts = {
 		.version = CAIRN_PRUNE_OPTIONS_VERSION,
-		.flags = o->all ? CAIRN_PRUNE_ALL : 0,
+		.flags = (o->all ? CAIRN_PRUNE_ALL : 0) | (o->dry_run ? CAIRN_PRUNE_DRY_RUN : 0),
 		.filters = o->filters,
 		.n_filters = o->n,
 		.fn = prune_one,
 		.userdata = &st,
+		.keep_duration_ns = o->keep_duration_ns,
+		.keep_bytes = o->keep_bytes,
 	};
 	cairn_error *e = NULL;
 	int r = cairn_cache_prune(cli->cache, &popts, &e);
 	if (r < 0) {
 		json_decref(st.list);
-		return cli_fail(cli, e);
+		return filter_fail(cli, o, e);
 	}
 	if (cli->json)
-		return cli_json_print(
-			json_pack("{so sI}", "removed", st.list, "freed", (json_int_t)st.freed));
+		return cli_json_print(json_pack("{so sI sb}", "removed", st.list, "freed",
+		                                (json_int_t)st.freed, "dry_run", o->dry_run));
 	char buf[32];
 	if (!cli->quiet)
-		printf("pruned %d record%s, %s freed\n", r, r == 1 ? "" : "s",
-		       cli_format_size((uint64_t)st.freed, buf, sizeof(buf)));
+		printf("%s %d record%s, %s %s\n", o->dry_run ? "would prune" : "pruned", r,
+		       r == 1 ? "" : "s", cli_format_size((uint64_t)st.freed, buf, sizeof(buf)),
+		       o->dry_run ? "would be freed" : "freed");
 	return EXIT_OK;
 }
 
 static int cmd_du(struct cli *cli, int argc, char **argv)
 {
-	return with_filters(cli, argc, argv, NULL, du_run);
+	return with_filters(cli, argc, argv, NULL, filter_opts_table, du_run);
 }
 
 static int cmd_prune(struct cli *cli, int argc, char **argv)
 {
-	return with_filters(cli, argc, argv, "a", prune_run);
+	return with_filters(cli, argc, argv, "a", prune_opts_table, prune_run);
 }
 
 const struct cli_command cmd_cache[] = {
@@ -605,7 +737,13 @@ const struct cli_command cmd_cache[] = {
 	{"prune", "", "remove records nobody uses",
          "Options:\n"
          "  -a, --all        also shared (tagged) records and internal/frontend ones\n"
-         "  --filter K=V     only records matching, as for du\n",
+         "  --filter K=V     only records matching, as for du\n"
+         "  --keep-duration D\n"
+         "                   keep records used (or made) within D: 48h, 7d, 30m, 90s, 1h30m\n"
+         "  --keep-storage SIZE\n"
+         "                   remove only until all records take at most SIZE (10GB, 512MiB,\n"
+         "                   1.5G, bytes), least recently used first, then least used\n"
+         "  --dry-run        list what would go, with sizes; remove nothing\n",
          cmd_prune, NULL},
 	{0},
 };
