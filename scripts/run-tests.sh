@@ -5,6 +5,8 @@
 set -u
 cd "$(dirname "$0")/.."
 passed=0 failed=0 skipped=0 rc=0
+# Undefined behaviour fails the test that hits it instead of scrolling past in its output.
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 
 count_log() { # $1: meson testlog.json
 	python3 - "$1" <<'PY'

@@ -723,9 +723,11 @@ static int64_t row_size(const struct prune_ctx *ctx, const struct scan *s, size_
 		return s->rows[p].size;
 	for (int k = 0; k < 2; k++) {
 		ssize_t j = k == 0 ? (ssize_t)i : p;
-		const cairn_record_info *d = j < 0 ? NULL
-		                                   : bsearch(s->rows[j].id, ctx->du, ctx->n_du,
-		                                             sizeof(*ctx->du), cmp_du);
+		/* No disk usage was taken without keep_bytes: bsearch must not see NULL. */
+		const cairn_record_info *d = j < 0 || !ctx->du
+		                                     ? NULL
+		                                     : bsearch(s->rows[j].id, ctx->du, ctx->n_du,
+		                                               sizeof(*ctx->du), cmp_du);
 		if (d && d->size >= 0)
 			return d->size;
 	}
