@@ -546,3 +546,12 @@ int fs_usage_fd(int dfd, const char *what, uint64_t *ret_bytes, uint64_t *ret_in
 	*ret_inodes = u.inodes;
 	return 0;
 }
+
+bool fs_in_userns(void)
+{
+	_cleanup_fclose_ FILE *f = fopen("/proc/self/uid_map", "re");
+	unsigned long a, b, c;
+	if (!f || fscanf(f, "%lu %lu %lu", &a, &b, &c) != 3)
+		return false;
+	return !(a == 0 && b == 0 && c == 4294967295UL);
+}

@@ -82,3 +82,7 @@ int fs_usage_fd(int dfd, const char *what, uint64_t *ret_bytes, uint64_t *ret_in
 /* fs_force_fallback() - for tests: resolve paths with the component walk used on kernels
  * without openat2 (@on true) or with openat2 when the kernel has it (false, the default). */
 void fs_force_fallback(bool on);
+
+/* fs_in_userns() - whether this process runs in a user namespace other than the initial one
+ * (its uid_map is not the identity map of all ids). */
+bool fs_in_userns(void);

@@ -714,25 +714,34 @@ static int blob_of(cairn_cache *c, const char *id, cairn_blob **ret, cairn_error
 	return 0;
 }
 
+/* The common start of get_remote and diff: a usable immutable ref, a known compression, and the
+ * record owning its data (finalized under the record lock). */
+static int layer_out_prepare(cairn_ref *ref, const char *op, bool bad_args, const char *compression,
+                             layer_compression *comp, cairn_error **reterr)
+{
+	int r = cache_ref_check(ref, op, reterr);
+	if (r < 0)
+		return r;
+	if (ref->is_mutable || bad_args)
+		return err_set(reterr, -EINVAL, "%s '%s': %s", op, ref->id,
+		               ref->is_mutable ? "the ref is mutable (commit it)"
+		                               : "invalid arguments");
+	if ((r = parse_compression(compression, comp, reterr)) < 0)
+		return r;
+	pthread_mutex_lock(&ref->e->lock->mu);
+	r = cache_finalize_locked(ref->cache, ref->id, reterr);
+	pthread_mutex_unlock(&ref->e->lock->mu);
+	return r < 0 ? err_prefix(reterr, "%s '%s'", op, ref->id) : 0;
+}
+
 int cairn_ref_get_remote(cairn_ref *ref, const char *compression, int64_t source_date_epoch,
                          cairn_blob **ret, cairn_error **reterr)
 {
-	int r = cache_ref_check(ref, "get remote", reterr);
-	if (r < 0)
-		return r;
-	if (ref->is_mutable || !ret)
-		return err_set(reterr, -EINVAL, "get remote '%s': %s", ref->id,
-		               ref->is_mutable ? "the ref is mutable (commit it)"
-		                               : "invalid arguments");
-	cairn_cache *c = ref->cache;
+	cairn_cache *c = ref ? ref->cache : NULL;
 	layer_compression comp;
-	if ((r = parse_compression(compression, &comp, reterr)) < 0)
-		return r;
-	pthread_mutex_lock(&ref->e->lock->mu);
-	r = cache_finalize_locked(c, ref->id, reterr);
-	pthread_mutex_unlock(&ref->e->lock->mu);
+	int r = layer_out_prepare(ref, "get remote", !ret, compression, &comp, reterr);
 	if (r < 0)
-		return err_prefix(reterr, "get remote '%s'", ref->id);
+		return r;
 	/* The chain, leaf first; blobs are made root first. */
 	char **ids = NULL;
 	size_t n = 0;
@@ -765,23 +774,14 @@ int cairn_ref_get_remote(cairn_ref *ref, const char *compression, int64_t source
 int cairn_ref_diff(cairn_ref *ref, const char *compression, int64_t source_date_epoch, int fd,
                    cairn_blob **ret, cairn_error **reterr)
 {
-	int r = cache_ref_check(ref, "diff", reterr);
+	cairn_cache *c = ref ? ref->cache : NULL;
+	layer_compression comp;
+	int r = layer_out_prepare(ref, "diff", fd < 0, compression, &comp, reterr);
 	if (r < 0)
 		return r;
-	if (ref->is_mutable || fd < 0)
-		return err_set(reterr, -EINVAL, "diff '%s': %s", ref->id,
-		               ref->is_mutable ? "the ref is mutable (commit it)"
-		                               : "invalid arguments");
-	cairn_cache *c = ref->cache;
-	layer_compression comp;
-	if ((r = parse_compression(compression, &comp, reterr)) < 0)
-		return r;
-	pthread_mutex_lock(&ref->e->lock->mu);
-	r = cache_finalize_locked(c, ref->id, reterr);
-	pthread_mutex_unlock(&ref->e->lock->mu);
 	_cleanup_(meta_record_clear) struct meta_record row = {0};
 	_cleanup_(resolved_clear) struct resolved x = {0};
-	if (r < 0 || (r = cache_load_once(c, ref->id, &row, reterr)) < 0 ||
+	if ((r = cache_load_once(c, ref->id, &row, reterr)) < 0 ||
 	    (r = diff_row(c, &row, comp, source_date_epoch, fd, &x, reterr)) < 0)
 		return err_prefix(reterr, "diff '%s'", ref->id);
 	if (!ret)

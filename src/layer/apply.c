@@ -52,11 +52,7 @@ static bool in_userns(struct apply *ap)
 {
 	if (ap->userns >= 0)
 		return ap->userns;
-	ap->userns = 0;
-	_cleanup_fclose_ FILE *f = fopen("/proc/self/uid_map", "re");
-	unsigned long a, b, c;
-	if (f && fscanf(f, "%lu %lu %lu", &a, &b, &c) == 3)
-		ap->userns = !(a == 0 && b == 0 && c == 4294967295UL);
+	ap->userns = fs_in_userns();
 	return ap->userns;
 }
 

@@ -32,6 +32,3 @@ void snap_stage_discard(snapshotter *s, struct snap_stage *st);
 
 /* snap_id_name() - the decimal directory name of @id into @buf (at least 24 bytes). */
 const char *snap_id_name(int64_t id, char *buf, size_t len);
-
-/* snap_is_userns() - whether this process runs in a user namespace other than the initial one. */
-bool snap_is_userns(void);

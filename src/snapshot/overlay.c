@@ -23,15 +23,6 @@ struct overlay_state {
 	bool userxattr;
 };
 
-bool snap_is_userns(void)
-{
-	_cleanup_fclose_ FILE *f = fopen("/proc/self/uid_map", "re");
-	unsigned long a, b, c;
-	if (!f || fscanf(f, "%lu %lu %lu", &a, &b, &c) != 3)
-		return false;
-	return !(a == 0 && b == 0 && c == 4294967295UL);
-}
-
 static int probe_mkdirs(int dfd, cairn_error **reterr)
 {
 	static const char *const dirs[] = {"l1", "l2", "u", "w", "m"};
@@ -67,7 +58,7 @@ int snap_overlay_probe(snapshotter *s, bool userxattr, cairn_error **reterr)
 /* Inside a user namespace the kernel wants userxattr; elsewhere it is never used. */
 static int probe(snapshotter *s, struct overlay_state *os, cairn_error **reterr)
 {
-	bool userns = snap_is_userns();
+	bool userns = fs_in_userns();
 	_cleanup_(cairn_error_freep) cairn_error *e = NULL;
 	int r = snap_overlay_probe(s, userns, &e);
 	if (r < 0 && userns) {

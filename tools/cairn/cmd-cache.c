@@ -390,20 +390,18 @@ static int cmd_tag(struct cli *cli, int argc, char **argv)
 	return r < 0 ? cli_fail(cli, e) : rc;
 }
 
+static int untag_one(struct cli *cli, const char *name, char **ret_name)
+{
+	cairn_error *e = NULL;
+	return cairn_cache_untag(cli->cache, name, &e) < 0 ? cli_fail(cli, e) : 0;
+}
+
 static int cmd_untag(struct cli *cli, int argc, char **argv)
 {
 	int i = setup(cli, argc, argv, NULL, 1, -1);
 	if (i < 0)
 		return -i;
-	int rc = EXIT_OK;
-	for (; i < argc; i++) {
-		cairn_error *e = NULL;
-		if (cairn_cache_untag(cli->cache, argv[i], &e) < 0) {
-			int x = cli_fail(cli, e);
-			rc = rc ? rc : x;
-		}
-	}
-	return rc;
+	return cli_remove_each(cli, argc, argv, i, untag_one, false);
 }
 
 /* --- du, prune ------------------------------------------------------------------------------ */
