@@ -15,9 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/fault.h"
 #include "base/fs.h"
 #include "base/log.h"
-#include "fault.h"
 #include "filter.h"
 #include "internal.h"
 
