@@ -332,6 +332,25 @@ CAIRN_PUBLIC int cairn_cache_resolve(cairn_cache *c, const char *name, char **re
 CAIRN_PUBLIC int cairn_cache_tag(cairn_cache *c, const char *id, const char *name,
                                  cairn_error **reterr);
 
+/*
+ * cairn_cache_tag_image() - as cairn_cache_tag(), and the tag also names the image manifest blob
+ * @manifest_digest that record @id came from (an image import's top layer). While the tag lives,
+ * gc keeps that blob and every blob its `containerd.io/gc.ref.content*` labels name (its config
+ * and layers, when the importer labelled them). @manifest_digest NULL: a plain tag.
+ * Errors: -EINVAL for a bad name; CAIRN_EDIGEST for a malformed digest; -ENOENT for @id or when
+ * the manifest blob is not in the content store. Locking: one write transaction.
+ */
+CAIRN_PUBLIC int cairn_cache_tag_image(cairn_cache *c, const char *id, const char *name,
+                                       const char *manifest_digest, cairn_error **reterr);
+
+/*
+ * cairn_cache_resolve_image() - as cairn_cache_resolve(), and when @name is a tag made by
+ * cairn_cache_tag_image() *@ret_manifest_digest is its manifest digest (else NULL). Both
+ * strings are the caller's. @ret_manifest_digest may be NULL. Errors: as cairn_cache_resolve().
+ */
+CAIRN_PUBLIC int cairn_cache_resolve_image(cairn_cache *c, const char *name, char **ret_id,
+                                           char **ret_manifest_digest, cairn_error **reterr);
+
 /* cairn_cache_untag() - remove tag @name. Errors: -ENOENT "tag 'NAME' not found". */
 CAIRN_PUBLIC int cairn_cache_untag(cairn_cache *c, const char *name, cairn_error **reterr);
 

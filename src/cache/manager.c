@@ -6,6 +6,7 @@
 #include <sys/random.h>
 
 #include "base/log.h"
+#include "content/content.h"
 #include "internal.h"
 #include "lease/lease.h"
 #include "meta/labels.h"
@@ -655,8 +656,11 @@ static int resolve_prefix(cairn_cache *c, meta_tx *tx, const char *name, char **
 	return r;
 }
 
-int cairn_cache_resolve(cairn_cache *c, const char *name, char **ret_id, cairn_error **reterr)
+int cairn_cache_resolve_image(cairn_cache *c, const char *name, char **ret_id,
+                              char **ret_manifest_digest, cairn_error **reterr)
 {
+	if (ret_manifest_digest)
+		*ret_manifest_digest = NULL;
 	int r = cache_enter(c, !c || !name || !ret_id, "resolve record", reterr);
 	if (r < 0)
 		return r;
@@ -671,7 +675,8 @@ int cairn_cache_resolve(cairn_cache *c, const char *name, char **ret_id, cairn_e
 		return *ret_id ? 0 : -ENOMEM;
 	}
 	_cleanup_free_ char *target = NULL;
-	r = meta_tag_get(&tx, name, &target, reterr);
+	_cleanup_free_ char *manifest = NULL;
+	r = meta_tag_get(&tx, name, &target, &manifest, reterr);
 	if (r < 0)
 		return r;
 	if (r > 0) {
@@ -679,11 +684,18 @@ int cairn_cache_resolve(cairn_cache *c, const char *name, char **ret_id, cairn_e
 			return err_set(reterr, -ENOENT, "tag '%s' names record '%s', which is gone",
 			               name, target);
 		*ret_id = TAKE_PTR(target);
+		if (ret_manifest_digest)
+			*ret_manifest_digest = TAKE_PTR(manifest);
 		return 0;
 	}
 	if (!prefix_shaped(name))
 		return err_set(reterr, -ENOENT, "record '%s' not found", name);
 	return resolve_prefix(c, &tx, name, ret_id, reterr);
+}
+
+int cairn_cache_resolve(cairn_cache *c, const char *name, char **ret_id, cairn_error **reterr)
+{
+	return cairn_cache_resolve_image(c, name, ret_id, NULL, reterr);
 }
 
 static int check_tag_name(const char *name, cairn_error **reterr)
@@ -701,18 +713,31 @@ static int check_tag_name(const char *name, cairn_error **reterr)
 	return 0;
 }
 
-int cairn_cache_tag(cairn_cache *c, const char *id, const char *name, cairn_error **reterr)
+int cairn_cache_tag_image(cairn_cache *c, const char *id, const char *name,
+                          const char *manifest_digest, cairn_error **reterr)
 {
 	int r = cache_enter(c, !c || !id || !name, "tag record", reterr);
 	if (r < 0 || (r = check_tag_name(name, reterr)) < 0)
 		return r;
+	if (manifest_digest) {
+		r = content_exists(c->store->content, manifest_digest, reterr);
+		if (r == 0)
+			r = err_set(reterr, -ENOENT, "manifest blob %s not found", manifest_digest);
+		if (r < 0)
+			return err_prefix(reterr, "tag '%s'", name);
+	}
 	_cleanup_(meta_tx_end) meta_tx tx = {0};
 	_cleanup_(meta_record_clear) struct meta_record row = {0};
 	if ((r = meta_tx_begin(c->db, &tx, true, reterr)) < 0 ||
 	    (r = cache_load(c, &tx, id, &row, reterr)) < 0 ||
-	    (r = meta_tag_set(&tx, name, id, reterr)) < 0)
+	    (r = meta_tag_set(&tx, name, id, manifest_digest, reterr)) < 0)
 		return err_prefix(reterr, "tag '%s'", name);
 	return meta_tx_commit(&tx, reterr);
+}
+
+int cairn_cache_tag(cairn_cache *c, const char *id, const char *name, cairn_error **reterr)
+{
+	return cairn_cache_tag_image(c, id, name, NULL, reterr);
 }
 
 int cairn_cache_untag(cairn_cache *c, const char *name, cairn_error **reterr)

@@ -3,10 +3,12 @@
  * gc: mark and sweep (spec/containerd.md §11.3-11.4, over one database).
  *
  * Mark runs in one read transaction: roots are live leases' resources, every record that is not a
- * tombstone, tags and mounts; a marked record marks its parent record, its blob and its snapshot,
- * and a marked snapshot its ancestors. Since the store is held exclusively (ROOT/LOCK), nothing
- * can become reachable between mark and sweep. Sweep deletes the dead leases and the labels of
- * the doomed blobs in one write transaction, then removes snapshots children first (each
+ * tombstone, tags (and the image manifests they name), mounts, and blobs labelled
+ * containerd.io/gc.root; a marked blob marks what its containerd.io/gc.ref.content* and
+ * gc.ref.snapshot.<driver> labels name; a marked record marks its parent record, its blob and its
+ * snapshot, and a marked snapshot its ancestors. Since the store is held exclusively (ROOT/LOCK),
+ * nothing can become reachable between mark and sweep. Sweep deletes the dead leases and the labels
+ * of the doomed blobs in one write transaction, then removes snapshots children first (each
  * snap_remove is its own crash-safe transaction), then blobs, old ingests and tmp/. A crash
  * anywhere leaves garbage for the next gc, never a dangling reference: nothing removed was
  * reachable.
@@ -19,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/digest.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "cairn/lease.h"
@@ -345,13 +348,121 @@ static int mark_records(struct gc *g)
 	return 0;
 }
 
+/* ---- containerd's gc labels on content ---- */
+
+#define GC_ROOT        "containerd.io/gc.root"
+#define GC_REF         "containerd.io/gc.ref."
+#define GC_REF_CONTENT GC_REF "content"
+#define GC_REF_SNAP    GC_REF "snapshot."
+
+struct labelrow {
+	char *digest, *key, *value;
+};
+
+struct labels {
+	struct labelrow *rows;
+	size_t n, cap;
+};
+
+/* (tag name, manifest digest) */
+static int root_manifest(const char *name, const char *dgst, void *userdata)
+{
+	(void)name;
+	struct gc *g = userdata;
+	return set_add(&g->blobs, dgst) < 0 ? oom(g) : 0;
+}
+
+/* (digest, gc.root value) */
+static int root_labelled(const char *dgst, const char *value, void *userdata)
+{
+	return root_manifest(value, dgst, userdata);
+}
+
+static int load_ref_label(const char *dgst, const char *key, const char *value, void *userdata)
+{
+	struct labels *l = userdata;
+	struct labelrow *a = grow(l->rows, &l->cap, l->n, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	l->rows = a;
+	a[l->n] = (struct labelrow){strdup(dgst), strdup(key), strdup(value)};
+	if (!a[l->n].digest || !a[l->n].key || !a[l->n].value) {
+		free(a[l->n].digest);
+		free(a[l->n].key);
+		free(a[l->n].value);
+		return -ENOMEM;
+	}
+	l->n++;
+	return 0;
+}
+
+/* Follows one reference label of a marked blob: 1 when it marked a blob not marked before. */
+static int follow_label(struct gc *g, const struct labelrow *row)
+{
+	const char *k = row->key;
+	if (strncmp(k, GC_REF_CONTENT, strlen(GC_REF_CONTENT)) == 0) {
+		char next = k[strlen(GC_REF_CONTENT)];
+		if ((next != '\0' && next != '.' && next != '/') || !digest_valid(row->value))
+			return 0;
+		int r = set_add(&g->blobs, row->value);
+		return r < 0 ? oom(g) : r;
+	}
+	if (strncmp(k, GC_REF_SNAP, strlen(GC_REF_SNAP)) == 0) {
+		const char *drv = k + strlen(GC_REF_SNAP);
+		size_t n = strcspn(drv, "/");
+		char name[64];
+		if (n == 0 || n >= sizeof(name))
+			return 0;
+		memcpy(name, drv, n);
+		name[n] = '\0';
+		mark_snapshot(g, name, row->value);
+	}
+	return 0;
+}
+
+/* Roots among the blobs (tagged image manifests, `gc.root` labels), then the closure over the
+ * `gc.ref.content*` and `gc.ref.snapshot.*` labels of every marked blob. */
+static int mark_labels(struct gc *g)
+{
+	struct labels l = {0};
+	int r = meta_tag_manifests(g->tx, root_manifest, g, g->reterr);
+	if (r < 0 || (r = meta_content_labelled(g->tx, GC_ROOT, root_labelled, g, g->reterr)) < 0)
+		return r;
+	r = meta_content_labels_prefixed(g->tx, GC_REF, load_ref_label, &l, g->reterr);
+	if (r == -ENOMEM)
+		r = oom(g);
+	/* A few rounds: each follows one level of manifests (index, manifest, config/layers). */
+	for (bool more = r >= 0; more;) {
+		more = false;
+		for (size_t i = 0; r >= 0 && i < l.n; i++) {
+			if (!set_has(&g->blobs, l.rows[i].digest))
+				continue;
+			int m = follow_label(g, &l.rows[i]);
+			if (m < 0)
+				r = m;
+			else if (m > 0)
+				more = true;
+		}
+		if (r < 0)
+			more = false;
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		free(l.rows[i].digest);
+		free(l.rows[i].key);
+		free(l.rows[i].value);
+	}
+	free(l.rows);
+	return r;
+}
+
 static int mark(struct gc *g)
 {
 	_cleanup_(meta_tx_end) meta_tx tx = {0};
 	g->tx = &tx;
 	int r = meta_tx_begin(g->store->db, &tx, false, g->reterr);
 	if (r < 0 || (r = load_snaps(g)) < 0 ||
-	    (r = meta_lease_list(&tx, visit_lease, g, g->reterr)) < 0 || (r = mark_records(g)) < 0)
+	    (r = meta_lease_list(&tx, visit_lease, g, g->reterr)) < 0 ||
+	    (r = mark_records(g)) < 0 || (r = mark_labels(g)) < 0)
 		return r;
 	g->tx = NULL;
 	return 0;

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <stdlib.h>
 #include <string.h>
 
 #include "labels.h"
@@ -75,23 +76,96 @@ int meta_content_labels_clear(meta_tx *tx, const char *digest, cairn_error **ret
 	                reterr, 1, digest);
 }
 
-int meta_tag_set(meta_tx *tx, const char *name, const char *target, cairn_error **reterr)
+int meta_content_labelled(meta_tx *tx, const char *key, meta_kv_fn fn, void *userdata,
+                          cairn_error **reterr)
 {
-	sqlite3_stmt *st = meta_prepare(
-		tx, "INSERT OR REPLACE INTO tags(name, target, created_at) VALUES (?, ?, ?)",
-		reterr);
+	return each_kv(tx, "SELECT digest, value FROM content_labels WHERE key = ? ORDER BY digest",
+	               key, fn, userdata, "read content labels by key", reterr);
+}
+
+struct prefixed {
+	meta_label_fn fn;
+	void *userdata;
+};
+
+static int prefixed_row(sqlite3_stmt *st, void *userdata, cairn_error **reterr)
+{
+	(void)reterr;
+	struct prefixed *p = userdata;
+	return p->fn((const char *)sqlite3_column_text(st, 0),
+	             (const char *)sqlite3_column_text(st, 1),
+	             (const char *)sqlite3_column_text(st, 2), p->userdata);
+}
+
+int meta_content_labels_prefixed(meta_tx *tx, const char *prefix, meta_label_fn fn, void *userdata,
+                                 cairn_error **reterr)
+{
+	/* A range over the (key, digest) index: keys from @prefix up to @prefix with its last
+	 * byte raised by one. */
+	size_t n = strlen(prefix);
+	if (n == 0 || n > META_LABEL_MAX || (unsigned char)prefix[n - 1] == 0xff)
+		return err_set(reterr, -EINVAL, "bad label prefix '%.64s'", prefix);
+	char end[META_LABEL_MAX + 1];
+	memcpy(end, prefix, n + 1);
+	end[n - 1]++;
+	_cleanup_(meta_finalizep) sqlite3_stmt *st = NULL;
+	int r = meta_prepare_once(tx,
+	                          "SELECT digest, key, value FROM content_labels "
+	                          "WHERE key >= ? AND key < ? ORDER BY digest",
+	                          &st, reterr, "read content labels '%s*'", prefix);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, prefix, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, end, -1, SQLITE_STATIC);
+	struct prefixed p = {fn, userdata};
+	return meta_walk(tx, st, prefixed_row, &p, reterr, "read content labels '%s*'", prefix);
+}
+
+int meta_tag_set(meta_tx *tx, const char *name, const char *target, const char *manifest,
+                 cairn_error **reterr)
+{
+	sqlite3_stmt *st = meta_prepare(tx,
+	                                "INSERT OR REPLACE INTO tags(name, target, created_at, "
+	                                "manifest) VALUES (?, ?, ?, ?)",
+	                                reterr);
 	if (!st)
 		return -EIO;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, target, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, meta_now_ns());
+	meta_bind_text(st, 4, manifest);
 	return meta_step_done(tx, st, "set tag", reterr);
 }
 
-int meta_tag_get(meta_tx *tx, const char *name, char **ret_target, cairn_error **reterr)
+int meta_tag_get(meta_tx *tx, const char *name, char **ret_target, char **ret_manifest,
+                 cairn_error **reterr)
 {
-	return get_text(tx, "SELECT target FROM tags WHERE name = ?", name, ret_target, "read tag",
-	                reterr);
+	*ret_target = NULL;
+	if (ret_manifest)
+		*ret_manifest = NULL;
+	sqlite3_stmt *st =
+		meta_prepare(tx, "SELECT target, manifest FROM tags WHERE name = ?", reterr);
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	int r = meta_step_row(tx, st, reterr, "read tag '%s'", name);
+	if (r <= 0)
+		return r;
+	bool oom = false;
+	*ret_target = meta_dup_col(st, 0, &oom);
+	if (ret_manifest)
+		*ret_manifest = meta_dup_col(st, 1, &oom);
+	sqlite3_reset(st);
+	if (oom) {
+		free(*ret_target);
+		*ret_target = NULL;
+		if (ret_manifest) {
+			free(*ret_manifest);
+			*ret_manifest = NULL;
+		}
+		return err_set(reterr, -ENOMEM, "read tag '%s': out of memory", name);
+	}
+	return 1;
 }
 
 int meta_tag_remove(meta_tx *tx, const char *name, cairn_error **reterr)
@@ -108,6 +182,13 @@ int meta_tags(meta_tx *tx, meta_kv_fn fn, void *userdata, cairn_error **reterr)
 {
 	return each_kv(tx, "SELECT name, target FROM tags ORDER BY name", NULL, fn, userdata,
 	               "list tags", reterr);
+}
+
+int meta_tag_manifests(meta_tx *tx, meta_kv_fn fn, void *userdata, cairn_error **reterr)
+{
+	return each_kv(tx,
+	               "SELECT name, manifest FROM tags WHERE manifest IS NOT NULL ORDER BY name",
+	               NULL, fn, userdata, "list tag manifests", reterr);
 }
 
 int meta_info_get(meta_tx *tx, const char *key, char **ret_value, cairn_error **reterr)

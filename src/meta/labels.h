@@ -25,10 +25,26 @@ int meta_content_labels(meta_tx *tx, const char *digest, meta_kv_fn fn, void *us
 /* meta_content_labels_clear() - drop every label of @digest (when the blob is deleted). */
 int meta_content_labels_clear(meta_tx *tx, const char *digest, cairn_error **reterr);
 
-/* meta_tag_set() - point tag @name at @target (replacing an existing tag of that name). */
-int meta_tag_set(meta_tx *tx, const char *name, const char *target, cairn_error **reterr);
-/* meta_tag_get() - 1 and *@ret_target (caller frees) if @name exists, 0 and NULL if not. */
-int meta_tag_get(meta_tx *tx, const char *name, char **ret_target, cairn_error **reterr);
+/* meta_content_labelled() - (digest, value) of every blob that has label @key, in digest order. */
+int meta_content_labelled(meta_tx *tx, const char *key, meta_kv_fn fn, void *userdata,
+                          cairn_error **reterr);
+/* meta_content_labels_prefixed() - (digest, key, value) of every label whose key starts with
+ * @prefix, in digest order. */
+typedef int (*meta_label_fn)(const char *digest, const char *key, const char *value,
+                             void *userdata);
+int meta_content_labels_prefixed(meta_tx *tx, const char *prefix, meta_label_fn fn, void *userdata,
+                                 cairn_error **reterr);
+
+/* meta_tag_set() - point tag @name at @target (replacing an existing tag of that name), with
+ * the digest of the image manifest it came from (@manifest, NULL for none). */
+int meta_tag_set(meta_tx *tx, const char *name, const char *target, const char *manifest,
+                 cairn_error **reterr);
+/* meta_tag_get() - 1 and *@ret_target (caller frees) if @name exists, 0 and NULL if not; with
+ * @ret_manifest non-NULL also the manifest digest (NULL when the tag has none; caller frees). */
+int meta_tag_get(meta_tx *tx, const char *name, char **ret_target, char **ret_manifest,
+                 cairn_error **reterr);
+/* meta_tag_manifests() - (name, manifest digest) of every tag that has one, in name order. */
+int meta_tag_manifests(meta_tx *tx, meta_kv_fn fn, void *userdata, cairn_error **reterr);
 /* meta_tag_remove() - -ENOENT "tag 'NAME' not found" when missing. */
 int meta_tag_remove(meta_tx *tx, const char *name, cairn_error **reterr);
 /* meta_tags() - every (name, target) in name order. */

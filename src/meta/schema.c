@@ -130,4 +130,10 @@ static const char v2[] =
 	") WITHOUT ROWID;"
 	"CREATE INDEX mounts_record ON mounts(record);";
 
-const char *const meta_migrations[META_SCHEMA_VERSION] = {v1, v2};
+/* Images: a tag may name the image manifest blob its record came from (GC keeps that blob, and
+ * what its containerd.io/gc.ref.content labels name, while the tag lives); the GC looks up
+ * content labels by key. */
+static const char v3[] = "ALTER TABLE tags ADD COLUMN manifest TEXT;"
+			 "CREATE INDEX content_labels_key ON content_labels(key, digest);";
+
+const char *const meta_migrations[META_SCHEMA_VERSION] = {v1, v2, v3};

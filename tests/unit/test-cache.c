@@ -17,6 +17,7 @@
 
 #include "cache/internal.h"
 #include "cairn/cache.h"
+#include "cairn/content.h"
 #include "harness.h"
 #include "meta/records.h"
 #include "meta/snapshots.h"
@@ -1050,6 +1051,32 @@ CACHE_TEST(resolve_and_tags)
 	ASSERT_ERR(cairn_cache_tag(e->c, id, "a b", ERR), -EINVAL);
 	ASSERT_ERR(cairn_cache_tag(e->c, id, cairn_ref_id(refs[1]), ERR), -EINVAL);
 	ASSERT_ERR(cairn_cache_tag(e->c, "nosuch", "x", ERR), -ENOENT);
+
+	/* An image tag names its manifest blob, which must be in the store. */
+	char *m = NULL, *mid = NULL;
+	ASSERT_OK(cairn_cache_resolve_image(e->c, "app:v1", &mid, &m, ERR));
+	ASSERT_STREQ(mid, id);
+	ASSERT_TRUE(m == NULL);
+	free(mid);
+	const char *absent =
+		"sha256:0000000000000000000000000000000000000000000000000000000000000000";
+	ASSERT_ERR(cairn_cache_tag_image(e->c, id, "img", absent, ERR), -ENOENT);
+	ASSERT_ERRMSG(absent);
+	ASSERT_ERR(cairn_cache_tag_image(e->c, id, "img", "sha256:../../x", ERR), CAIRN_EDIGEST);
+	test_write_file("manifest.json", "{}");
+	int mfd = open("manifest.json", O_RDONLY | O_CLOEXEC);
+	ASSERT_TRUE(mfd >= 0);
+	cairn_content_info ci;
+	ASSERT_OK(cairn_content_add_fd(e->store, mfd, NULL, &ci, ERR));
+	close(mfd);
+	const char *manifest = ci.digest;
+	ASSERT_OK(cairn_cache_tag_image(e->c, id, "img", manifest, ERR));
+	ASSERT_OK(cairn_cache_resolve_image(e->c, "img", &mid, &m, ERR));
+	ASSERT_STREQ(mid, id);
+	ASSERT_STREQ(m, manifest);
+	free(mid);
+	free(m);
+	ASSERT_OK(cairn_cache_untag(e->c, "img", ERR));
 	cairn_record_info *i = info(e, id);
 	ASSERT_EQ(i->n_tags, 1);
 	ASSERT_STREQ(i->tags[0], "app:v1");

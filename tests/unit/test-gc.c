@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cairn/content.h"
 #include "cairn/lease.h"
 #include "harness.h"
 #include "lease/lease.h"
@@ -86,7 +87,7 @@ static void tag(cairn_store *s, const char *name, const char *target)
 {
 	_cleanup_(meta_tx_end) meta_tx tx = {0};
 	ASSERT_OK(meta_tx_begin(s->db, &tx, true, ERR));
-	ASSERT_OK(meta_tag_set(&tx, name, target, ERR));
+	ASSERT_OK(meta_tag_set(&tx, name, target, NULL, ERR));
 	ASSERT_OK(meta_tx_commit(&tx, ERR));
 }
 
@@ -377,6 +378,100 @@ TEST(gc_after_lease_delete_collects)
 	ASSERT_EQ(rep.blobs, 1);
 	ASSERT_EQ(rep.blob_bytes, 4);
 	ASSERT_FALSE(blob_exists(s, b));
+	cairn_store_close(s);
+}
+
+/* containerd's gc labels: a gc.root blob is a root, and a marked blob keeps what its
+ * gc.ref.content* labels name (to any depth) and the snapshots its gc.ref.snapshot.<driver>
+ * labels name; keys that only look alike, and values that are not digests, hold nothing. */
+TEST(gc_follows_containerd_labels)
+{
+	cairn_store *s = open_store(CAIRN_STORE_EXCLUSIVE);
+	char index[80], manifest[80], config[80], layer[80], lookalike[80], bad[80], loose[80];
+	blob(s, "index", index);
+	blob(s, "manifest", manifest);
+	blob(s, "config", config);
+	blob(s, "layer", layer);
+	blob(s, "named by a key that only looks alike", lookalike);
+	blob(s, "labelled but unreachable", bad);
+	blob(s, "nothing", loose);
+	committed(s, "labelled-snap", NULL);
+	committed(s, "unlabelled-snap", NULL);
+	ASSERT_OK(cairn_content_label_set(s, index, "containerd.io/gc.root", "2026-12-05", ERR));
+	ASSERT_OK(cairn_content_label_set(s, index, "containerd.io/gc.ref.content.m/0", manifest,
+	                                  ERR));
+	ASSERT_OK(
+		cairn_content_label_set(s, index, "containerd.io/gc.ref.contentx", lookalike, ERR));
+	ASSERT_OK(cairn_content_label_set(s, index, "containerd.io/gc.ref.content.bad",
+	                                  "sha256:../../x", ERR));
+	ASSERT_OK(cairn_content_label_set(s, manifest, "containerd.io/gc.ref.content.config",
+	                                  config, ERR));
+	ASSERT_OK(cairn_content_label_set(s, config, "containerd.io/gc.ref.content", layer, ERR));
+	ASSERT_OK(cairn_content_label_set(s, config, "containerd.io/gc.ref.snapshot.native/x",
+	                                  "labelled-snap", ERR));
+	ASSERT_OK(cairn_content_label_set(s, bad, "containerd.io/gc.ref.content", loose, ERR));
+
+	cairn_gc_report rep;
+	ASSERT_OK(cairn_gc(s, 0, &rep, ERR));
+	ASSERT_EQ(rep.blobs, 3);
+	ASSERT_EQ(rep.snapshots, 1);
+	ASSERT_TRUE(blob_exists(s, index));
+	ASSERT_TRUE(blob_exists(s, manifest));
+	ASSERT_TRUE(blob_exists(s, config));
+	ASSERT_TRUE(blob_exists(s, layer));
+	ASSERT_TRUE(snap_exists(s, "labelled-snap"));
+	ASSERT_FALSE(blob_exists(s, lookalike));
+	ASSERT_FALSE(blob_exists(s, bad));
+	ASSERT_FALSE(blob_exists(s, loose));
+	ASSERT_FALSE(snap_exists(s, "unlabelled-snap"));
+
+	/* Dropping the root label frees the whole chain. */
+	ASSERT_OK(cairn_content_label_set(s, index, "containerd.io/gc.root", NULL, ERR));
+	ASSERT_OK(cairn_gc(s, 0, &rep, ERR));
+	ASSERT_EQ(rep.blobs, 4);
+	ASSERT_EQ(rep.snapshots, 1);
+	ASSERT_FALSE(blob_exists(s, config));
+	cairn_store_close(s);
+}
+
+/* A tag that names an image manifest keeps that manifest and what its labels name; untagging
+ * lets gc take them, while the record's own blob stays with the record. */
+TEST(gc_keeps_tagged_image_manifest)
+{
+	cairn_store *s = open_store(CAIRN_STORE_EXCLUSIVE);
+	char manifest[80], config[80], layer[80];
+	blob(s, "manifest", manifest);
+	blob(s, "config", config);
+	blob(s, "layer", layer);
+	committed(s, "img-snap", NULL);
+	record(s, "img", "img-snap", layer, NULL, false);
+	ASSERT_OK(cairn_content_label_set(s, manifest, "containerd.io/gc.ref.content.config",
+	                                  config, ERR));
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	ASSERT_OK(meta_tx_begin(s->db, &tx, true, ERR));
+	ASSERT_OK(meta_tag_set(&tx, "app:1", "img", manifest, ERR));
+	ASSERT_OK(meta_tx_commit(&tx, ERR));
+	meta_tx_end(&tx);
+
+	cairn_gc_report rep;
+	ASSERT_OK(cairn_gc(s, 0, &rep, ERR));
+	ASSERT_EQ(rep.blobs, 0);
+
+	ASSERT_OK(meta_tx_begin(s->db, &tx, true, ERR));
+	char *target = NULL, *m = NULL;
+	ASSERT_EQ(meta_tag_get(&tx, "app:1", &target, &m, ERR), 1);
+	ASSERT_STREQ(target, "img");
+	ASSERT_STREQ(m, manifest);
+	free(target);
+	free(m);
+	ASSERT_OK(meta_tag_remove(&tx, "app:1", ERR));
+	ASSERT_OK(meta_tx_commit(&tx, ERR));
+	meta_tx_end(&tx);
+	ASSERT_OK(cairn_gc(s, 0, &rep, ERR));
+	ASSERT_EQ(rep.blobs, 2);
+	ASSERT_FALSE(blob_exists(s, manifest));
+	ASSERT_FALSE(blob_exists(s, config));
+	ASSERT_TRUE(blob_exists(s, layer));
 	cairn_store_close(s);
 }
 

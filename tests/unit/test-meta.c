@@ -152,12 +152,12 @@ TEST(rollback_guard)
 		/* Leaving scope without commit rolls back. */
 		_cleanup_(meta_tx_end) meta_tx tx = {0};
 		ASSERT_OK(meta_tx_begin(db, &tx, true, ERR));
-		ASSERT_OK(meta_tag_set(&tx, "t", "rec", ERR));
+		ASSERT_OK(meta_tag_set(&tx, "t", "rec", NULL, ERR));
 	}
 	_cleanup_(meta_tx_end) meta_tx tx = {0};
 	ASSERT_OK(meta_tx_begin(db, &tx, true, ERR));
 	char *target = NULL;
-	ASSERT_EQ(meta_tag_get(&tx, "t", &target, ERR), 0);
+	ASSERT_EQ(meta_tag_get(&tx, "t", &target, NULL, ERR), 0);
 	ASSERT_ERR(meta_tag_remove(&tx, "t", ERR), -ENOENT);
 	ASSERT_ERRMSG("'t'");
 }
@@ -234,10 +234,10 @@ TEST(labels_limits_and_tags)
 	ASSERT_ERR(meta_content_label_set(&tx, "sha256:00", "k", big, ERR), -EINVAL);
 	ASSERT_OK(meta_content_label_set(&tx, "sha256:00", "k", "v", ERR));
 	ASSERT_OK(meta_content_label_set(&tx, "sha256:00", "k", "", ERR));
-	ASSERT_OK(meta_tag_set(&tx, "app", "rec1", ERR));
-	ASSERT_OK(meta_tag_set(&tx, "app", "rec2", ERR));
+	ASSERT_OK(meta_tag_set(&tx, "app", "rec1", NULL, ERR));
+	ASSERT_OK(meta_tag_set(&tx, "app", "rec2", NULL, ERR));
 	_cleanup_free_ char *t = NULL;
-	ASSERT_EQ(meta_tag_get(&tx, "app", &t, ERR), 1);
+	ASSERT_EQ(meta_tag_get(&tx, "app", &t, NULL, ERR), 1);
 	ASSERT_STREQ(t, "rec2");
 	ASSERT_OK(meta_tx_commit(&tx, ERR));
 }
