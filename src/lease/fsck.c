@@ -294,6 +294,41 @@ static int collect_tag(const char *name, const char *target, void *userdata)
 	return a[t->n++].target ? 0 : -ENOMEM;
 }
 
+static void tags_free(struct tags *t)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		free(t->v[i].name);
+		free(t->v[i].target);
+	}
+	free(t->v);
+	*t = (struct tags){0};
+}
+
+/* A tag that names an image manifest whose blob is gone keeps its record; the repair drops the
+ * manifest from it (an export then writes a config of its own). */
+static int check_tag_manifests(struct fsck *f)
+{
+	struct tags t = {0};
+	int r = meta_tag_manifests(f->tx, collect_tag, &t, f->reterr);
+	if (r == -ENOMEM)
+		r = err_set(f->reterr, r, "fsck: out of memory");
+	for (size_t i = 0; r >= 0 && i < t.n; i++) {
+		const char *name = t.v[i].name, *manifest = t.v[i].target;
+		if (!name || blob_usable(f, manifest))
+			continue;
+		_cleanup_free_ char *target = NULL;
+		bool fixed = f->repair && meta_tag_get(f->tx, name, &target, NULL, NULL) > 0 &&
+		             meta_tag_set(f->tx, name, target, NULL, NULL) >= 0;
+		r = report(f, "tag", name, fixed,
+		           "tag '%s' names image manifest blob %s, which is missing or corrupt%s",
+		           name, manifest,
+		           fixed ? " (manifest dropped from the tag)"
+		                 : ": import the image again, or re-tag the record");
+	}
+	tags_free(&t);
+	return r;
+}
+
 /* Tags are collected first: the repair deletes rows while the list is walked otherwise. */
 static int check_tags(struct fsck *f)
 {
@@ -310,12 +345,8 @@ static int check_tags(struct fsck *f)
 		           "removed%s",
 		           t.v[i].name, t.v[i].target, fixed ? " (tag removed)" : "");
 	}
-	for (size_t i = 0; i < t.n; i++) {
-		free(t.v[i].name);
-		free(t.v[i].target);
-	}
-	free(t.v);
-	return r;
+	tags_free(&t);
+	return r < 0 ? r : check_tag_manifests(f);
 }
 
 static int check_mount(const char *target, const char *record, const char *drv, const char *view,

@@ -560,3 +560,44 @@ TEST(fsck_finds_and_repairs)
 	meta_tx_end(&tx);
 	cairn_store_close(s);
 }
+
+/* A tag whose image manifest blob went missing: reported, and the repair keeps the tag (and its
+ * record) but drops the manifest from it. */
+TEST(fsck_tag_manifest_missing)
+{
+	cairn_store *s = open_store(CAIRN_STORE_EXCLUSIVE);
+	char manifest[80];
+	blob(s, "manifest", manifest);
+	committed(s, "img-snap", NULL);
+	record(s, "img", "img-snap", NULL, NULL, false);
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	ASSERT_OK(meta_tx_begin(s->db, &tx, true, ERR));
+	ASSERT_OK(meta_tag_set(&tx, "app:1", "img", manifest, ERR));
+	ASSERT_OK(meta_tx_commit(&tx, ERR));
+	meta_tx_end(&tx);
+	size_t n = 99;
+	ASSERT_OK(cairn_fsck(s, 0, NULL, NULL, &n, ERR));
+	ASSERT_EQ(n, 0);
+
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "store/blobs/sha256/%s", manifest + strlen("sha256:"));
+	ASSERT_EQ(unlink(path), 0);
+	struct problems ps = {0};
+	ASSERT_OK(cairn_fsck(s, 0, collect, &ps, &n, ERR));
+	ASSERT_EQ(n, 1);
+	ASSERT_HAS(ps.text, "tag 'app:1' names image manifest blob sha256:");
+	ASSERT_HAS(ps.text, "import the image again");
+	struct problems pr = {0};
+	ASSERT_OK(cairn_fsck(s, CAIRN_FSCK_REPAIR, collect, &pr, &n, ERR));
+	ASSERT_EQ(pr.repaired, 1);
+	ASSERT_OK(cairn_fsck(s, 0, NULL, NULL, &n, ERR));
+	ASSERT_EQ(n, 0);
+	char *target = NULL, *m = NULL;
+	ASSERT_OK(meta_tx_begin(s->db, &tx, false, ERR));
+	ASSERT_EQ(meta_tag_get(&tx, "app:1", &target, &m, ERR), 1);
+	ASSERT_STREQ(target, "img");
+	ASSERT_TRUE(m == NULL);
+	free(target);
+	meta_tx_end(&tx);
+	cairn_store_close(s);
+}
