@@ -9,7 +9,8 @@ NINJA      ?= ninja
 # Debian packages the build, tests and demo need. `deps` installs only the missing ones.
 DEPS = gcc meson ninja-build pkg-config libsqlite3-dev libssl-dev libarchive-dev \
        libjansson-dev libzstd-dev zlib1g-dev libisal-dev libcurl4-openssl-dev bats \
-       clang-format python3 util-linux e2fsprogs attr zstd gzip tar diffutils
+       clang-format python3 util-linux e2fsprogs attr zstd gzip tar diffutils \
+       skopeo umoci busybox-static docker-registry apache2-utils
 
 .PHONY: all deps build demo check test format format-check clean
 
@@ -69,3 +70,14 @@ check-tsan: deps
 	@test -f $(TSAN_BUILD)/build.ninja || CC=gcc $(MESON) setup $(TSAN_BUILD) --buildtype=debug -Db_sanitize=thread -Db_lundef=false
 	$(NINJA) -C $(TSAN_BUILD) tests/test-cache
 	CAIRN_STRESS_SECONDS=20 TSAN_OPTIONS=halt_on_error=1 $(TSAN_BUILD)/tests/test-cache
+
+# bench: issue 8's interleaved run of cairn against tar, umoci, containerd and podman on the corpus
+# of ../shared/bench/make-corpus.sh (built once when missing), on the root filesystem and on a
+# journaled ext4 loop mount; writes bench/RESULTS.md's issue 8 table. As root. RUNS=N to change
+# the run count (default 3).
+BENCH_BUILD ?= build-bench
+.PHONY: bench
+bench: deps
+	@test -f $(BENCH_BUILD)/build.ninja || $(MESON) setup $(BENCH_BUILD) --buildtype=debugoptimized
+	$(NINJA) -C $(BENCH_BUILD)
+	bash bench/bench.sh $(BENCH_BUILD)/tools/cairn/cairn

@@ -34,8 +34,11 @@
  * another thread); different refs on one record may be used concurrently.
  *
  * Processes: the database is shared, and so are records, tombstones, persistent mounts and the
- * leases of views. Refs are per process: another process does not see them (process leases
- * arrive with gc), so a record one process holds through a ref alone can be pruned by another.
+ * leases of views. Refs are counted per process, and each manager holding refs has a process
+ * lease (pid and start time) naming the records it holds (taken in the transaction that finds a
+ * record live, dropped when its last hold goes, deleted by close): another process's prune,
+ * remove and get_mutable leave those records alone; once the process is gone the lease is dead,
+ * prune ignores it and gc deletes it.
  *
  * Where cairn differs from BuildKit (spec §12 quirks, not copied):
  * - cairn_cache_get() on an unheld mutable without a committed partner fails with -EINVAL
@@ -93,8 +96,9 @@ typedef struct cairn_record_info {
 	char *id;
 	char *parent;       /* NULL: none */
 	bool is_mutable;    /* kind "mutable" or "immutable" */
-	bool in_use;        /* held by a ref of this process or a persistent mount, itself or a
-	                     * descendant (for a pair: either half) */
+	bool in_use;        /* held by a ref of this process, a persistent mount or a live lease
+	                     * (another process's refs), itself or a descendant (for a pair: either
+	                     * half) */
 	bool shared;        /* it or a descendant is tagged: a plain prune keeps it */
 	bool reclaimable;   /* neither in use nor shared */
 	bool retain;        /* cache policy retain */
@@ -392,7 +396,8 @@ CAIRN_PUBLIC int cairn_cache_disk_usage(cairn_cache *c, const char *const *filte
 
 /*
  * Told about each record prune removed (a pair is one report; @removed borrowed for the call). A
- * negative return stops prune: what it chose but did not remove yet stays, and prune returns it.
+ * negative return stops prune and is returned: the batches of records not begun yet stay; the rest
+ * of the batch being reported (up to 512 records removed in one transaction) is gone unreported.
  */
 typedef int (*cairn_prune_fn)(const cairn_record_info *removed, void *userdata);
 

@@ -11,5 +11,6 @@
 #include "cairn/snapshot.h"
 #include "cairn/cache.h"
 #include "cairn/lease.h"
+#include "cairn/image.h"
 
 #endif

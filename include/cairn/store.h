@@ -65,6 +65,28 @@ CAIRN_PUBLIC int cairn_store_open(const char *root, const cairn_store_options *o
 /* cairn_store_close() - release the lock and everything the handle owns. NULL-safe; NULL. */
 CAIRN_PUBLIC cairn_store *cairn_store_close(cairn_store *store);
 
+/* Bytes allocated on disk under a store's root, by part (st_blocks * 512, as du counts). */
+typedef struct cairn_store_usage {
+	uint64_t total;     /* the sum of the parts: what `du -sx ROOT` reports */
+	uint64_t blobs;     /* blobs/ */
+	uint64_t snapshots; /* snapshots/: the data of every snapshot and record */
+	uint64_t metadata;  /* meta.db with its -wal and -shm files */
+	uint64_t ingest;    /* ingest/: partial writes */
+	uint64_t tmp;       /* tmp/: staging */
+	uint64_t other;     /* the root directory itself, LOCK and anything else */
+} cairn_store_usage;
+
+/*
+ * cairn_store_disk_usage() - walk the whole root and fill *@ret: allocated blocks of every file
+ * and directory, each hardlinked inode counted once, staying on the root's filesystem (a mount
+ * inside the root is not entered), as `du -sx ROOT` does. Files that vanish during the walk
+ * count nothing. The cost is one stat per file under the root.
+ * Errors: -EINVAL for NULL arguments; -errno of open, stat or readdir naming the path.
+ * Locking: none (it reads the filesystem only; others may write meanwhile).
+ */
+CAIRN_PUBLIC int cairn_store_disk_usage(cairn_store *store, cairn_store_usage *ret,
+                                        cairn_error **reterr);
+
 /* cairn_store_root() - the root path; borrowed, valid until cairn_store_close(). */
 CAIRN_PUBLIC const char *cairn_store_root(const cairn_store *store);
 

@@ -547,6 +547,49 @@ int fs_usage_fd(int dfd, const char *what, uint64_t *ret_bytes, uint64_t *ret_in
 	return 0;
 }
 
+struct fs_du {
+	struct usage u;
+};
+
+int fs_du_new(int dfd, fs_du **ret, cairn_error **reterr)
+{
+	fs_du *du = calloc(1, sizeof(*du));
+	if (!du)
+		return err_set(reterr, -ENOMEM, "disk usage: out of memory");
+	int r = mnt_key_fd(dfd, &du->u.mnt);
+	if (r < 0) {
+		free(du);
+		return err_errno(reterr, r, "disk usage: stat the top directory");
+	}
+	*ret = du;
+	return 0;
+}
+
+int fs_du_add(fs_du *du, int dfd, const char *name, const char *what, uint64_t *ret_bytes,
+              cairn_error **reterr)
+{
+	struct stat st;
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : err_errno(reterr, -errno, "stat '%s'", what);
+	if (st.st_dev != du->u.mnt.dev)
+		return 0; /* another filesystem mounted here: du -x does not count it */
+	uint64_t before = du->u.bytes;
+	int r = usage_entry(dfd, name, &st, &du->u, what, reterr);
+	if (r < 0)
+		return r;
+	*ret_bytes += du->u.bytes - before;
+	return 0;
+}
+
+fs_du *fs_du_free(fs_du *du)
+{
+	if (du) {
+		free(du->u.seen.keys);
+		free(du);
+	}
+	return NULL;
+}
+
 bool fs_in_userns(void)
 {
 	_cleanup_fclose_ FILE *f = fopen("/proc/self/uid_map", "re");

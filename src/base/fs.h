@@ -79,6 +79,21 @@ bool fs_name_valid(const char *name);
 int fs_usage_fd(int dfd, const char *what, uint64_t *ret_bytes, uint64_t *ret_inodes,
                 cairn_error **reterr);
 
+/*
+ * A disk usage count over several entries of one filesystem, as `du -sx` counts: allocated blocks
+ * (st_blocks * 512), a hardlinked inode once across all of them, nothing on another mount.
+ * fs_du_new() takes the filesystem from directory @dfd; fs_du_add() adds entry @name of @dfd (a
+ * file, or a directory and its tree; a missing one counts 0) to *@ret_bytes; @what names it in
+ * errors. Ownership: *@ret is the caller's, freed by fs_du_free() (NULL-safe, returns NULL).
+ * Not thread-safe.
+ */
+typedef struct fs_du fs_du;
+int fs_du_new(int dfd, fs_du **ret, cairn_error **reterr);
+int fs_du_add(fs_du *du, int dfd, const char *name, const char *what, uint64_t *ret_bytes,
+              cairn_error **reterr);
+fs_du *fs_du_free(fs_du *du);
+DEFINE_TRIVIAL_CLEANUP_FUNC(fs_du *, fs_du_free)
+
 /* fs_force_fallback() - for tests: resolve paths with the component walk used on kernels
  * without openat2 (@on true) or with openat2 when the kernel has it (false, the default). */
 void fs_force_fallback(bool on);

@@ -12,6 +12,7 @@
 
 #include "base/cleanup.h"
 #include "base/digest.h"
+#include "base/fault.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "internal.h"
@@ -149,8 +150,13 @@ static int pin_parent(cairn_cache *c, const char *id, struct entry **ret_e,
                       struct meta_record *ret_row, cairn_error **reterr)
 {
 	_cleanup_(meta_record_clear) struct meta_record row = {0};
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
 	cache_lock(c);
-	int r = cache_load_once(c, id, &row, reterr);
+	/* Held across processes while the child is made: a first hold writes the lease in the
+	 * transaction that finds the parent live. */
+	int r = meta_tx_begin(c->db, &tx, cache_needs_lease(c, id), reterr);
+	if (r >= 0)
+		r = cache_load(c, &tx, id, &row, reterr);
 	struct entry *e = NULL;
 	if (r >= 0 && row.kind == META_RECORD_MUTABLE)
 		r = err_set(reterr, -EINVAL, "parent record '%s' is mutable: commit it first", id);
@@ -158,6 +164,14 @@ static int pin_parent(cairn_cache *c, const char *id, struct entry **ret_e,
 		r = err_set(reterr, -ENOMEM, "parent record '%s': out of memory", id);
 	if (e)
 		e->pins++;
+	if (r >= 0 && e && !e->leased &&
+	    ((r = cache_lease_hold(c, &tx, e, reterr)) < 0 ||
+	     (r = meta_tx_commit(&tx, reterr)) < 0)) {
+		e->pins--;
+		entry_put(c, e);
+		e = NULL;
+	}
+	meta_tx_end(&tx);
 	cache_unlock(c);
 	if (r < 0 || !e)
 		return r < 0 ? r : -ENOMEM;
@@ -197,6 +211,10 @@ static int ref_existing_locked(cairn_cache *c, meta_tx *tx, const char *id, cair
 			entry_put(c, e);
 		return err_set(reterr, -ENOMEM, "record '%s': out of memory", id);
 	}
+	if ((r = cache_lease_hold(c, tx, e, reterr)) < 0) {
+		cache_ref_drop_locked(c, ref);
+		return r;
+	}
 	*ret = ref;
 	return 1;
 }
@@ -215,8 +233,14 @@ static int get_by_blob_locked(cairn_cache *c, struct meta_record *rec, cairn_ref
 	r = meta_record_find_chain(&tx, c->driver, true, rec->blob_chain_id, &hit, reterr);
 	if (r < 0)
 		return r;
-	if (r > 0 && (r = ref_existing_locked(c, &tx, hit, ret, reterr)) != 0)
+	if (r > 0 && (r = ref_existing_locked(c, &tx, hit, ret, reterr)) != 0) {
+		/* The hit's lease resource commits with the transaction that found it live. */
+		if (r > 0 && (r = meta_tx_commit(&tx, reterr)) < 0) {
+			cache_ref_drop_locked(c, *ret);
+			*ret = NULL;
+		}
 		return r < 0 ? r : 0;
+	}
 	/* Content dedup: the same tree, another blob: share its snapshot (step 6-7). */
 	r = meta_record_find_chain(&tx, c->driver, false, rec->chain_id, &link, reterr);
 	if (r < 0)
@@ -235,12 +259,14 @@ static int get_by_blob_locked(cairn_cache *c, struct meta_record *rec, cairn_ref
 			entry_put(c, e);
 		return err_set(reterr, -ENOMEM, "record '%s': out of memory", rec->id);
 	}
-	if ((r = meta_tx_commit(&tx, reterr)) < 0) {
+	if ((r = cache_lease_hold(c, &tx, e, reterr)) < 0 ||
+	    (r = meta_tx_commit(&tx, reterr)) < 0) {
 		cache_ref_drop_locked(c, ref);
 		return r;
 	}
 	log_debug("record '%s' for blob '%s' (snapshot '%s', %s)", rec->id, rec->blob,
 	          rec->snapshot, rec->extracted ? "extracted" : "not extracted");
+	fault_point("import.recorded");
 	*ret = ref;
 	return 0;
 }
@@ -254,6 +280,7 @@ int cairn_cache_get_by_blob(cairn_cache *c, const cairn_descriptor *desc, const 
 	_cleanup_(resolved_clear) struct resolved x = {0};
 	if ((r = resolve(c, desc, &x, reterr)) < 0)
 		return err_prefix(reterr, "get by blob");
+	fault_point("import.resolved");
 	struct entry *pe = NULL;
 	_cleanup_(meta_record_clear) struct meta_record prow = {0};
 	if (parent && (r = pin_parent(c, parent->id, &pe, &prow, reterr)) < 0) {
@@ -291,11 +318,14 @@ struct extract_args {
 	cairn_progress_fn fn;
 	void *userdata;
 	uint64_t base, total; /* bytes of the layers before this one, of all of them */
+	uint64_t size;        /* bytes of this layer's blob */
 };
 
 static void apply_progress(uint64_t bytes, void *userdata)
 {
 	struct extract_args *a = userdata;
+	if (2 * bytes >= a->size)
+		fault_point("extract.applying");
 	if (a->fn)
 		a->fn(a->base + bytes, a->total, a->userdata);
 }
@@ -363,6 +393,7 @@ static int extract_one(struct extract_args *a, const struct meta_record *row, co
 	int r = snap_prepare(c->snap, key, lower, NULL, 0, NULL, NULL, reterr);
 	if (r < 0)
 		return r;
+	fault_point("extract.prepared");
 	_cleanup_close_ int rootfd = -1, blobfd = -1;
 	_cleanup_(cairn_error_freep) cairn_error *err = NULL;
 	int *pfds = NULL;
@@ -384,12 +415,14 @@ static int extract_one(struct extract_args *a, const struct meta_record *row, co
 	o.n_parents = np;
 	if ((r = content_open(c->store->content, row->blob, &blobfd, NULL, reterr)) < 0)
 		goto fail;
+	fault_point("extract.opened");
 	r = layer_apply(rootfd, blobfd, &o, NULL, reterr);
 	close_fds(pfds, np);
 	if (r < 0)
 		goto fail;
 	if (syncfs(rootfd) < 0)
 		log_debug("syncfs for record '%s': %m", row->id);
+	fault_point("extract.applied");
 	r = snap_commit(c->snap, row->snapshot, key, NULL, 0, &err);
 	if (r < 0) {
 		/* A record sharing the snapshot (same chain id) was extracted meanwhile: fine. */
@@ -427,6 +460,7 @@ static int extract_work(void *userdata, const atomic_bool *cancelled, int64_t *r
 		}
 		if ((r = extract_one(a, &row, lower, reterr)) < 0)
 			return r;
+		fault_point("extract.committed");
 	}
 	_cleanup_(meta_tx_end) meta_tx tx = {0};
 	if ((r = meta_tx_begin(c->db, &tx, true, reterr)) < 0 ||
@@ -434,6 +468,7 @@ static int extract_work(void *userdata, const atomic_bool *cancelled, int64_t *r
 	    (r = meta_tx_commit(&tx, reterr)) < 0)
 		return r;
 	log_debug("extracted record '%s' (blob '%s')", row.id, row.blob);
+	fault_point("extract.recorded");
 	*ret_value = 1;
 	return 0;
 }
@@ -510,7 +545,7 @@ int cache_extract_id(cairn_cache *c, const char *id, cairn_progress_fn fn, void 
 	if (r < 0)
 		return err_prefix(reterr, "extract record '%s'", id);
 	for (size_t i = 0; i < n && r >= 0; i++) {
-		struct extract_args a = {c, ids[i], fn, userdata, done, total};
+		struct extract_args a = {c, ids[i], fn, userdata, done, total, sizes[i]};
 		_cleanup_free_ char *key = NULL;
 		if (asprintf(&key, "%s-extract", ids[i]) < 0) {
 			r = err_set(reterr, -ENOMEM, "out of memory");

@@ -42,6 +42,7 @@ struct entry {
 	unsigned handles;  /* live refs */
 	unsigned triggers; /* live refs whose release counts a use */
 	unsigned pins;     /* internal holds: a parent being used, a teardown in flight */
+	bool leased;       /* the process lease holds the record (see cache_lease_hold) */
 	/* under lock->mu (or the manager lock once handles is 0): */
 	char *view; /* the shared read-only view snapshot, NULL when none */
 	struct snap_mount *view_mounts;
@@ -54,12 +55,23 @@ struct cairn_cache {
 	meta_db *db;          /* borrowed from the store */
 	const char *driver;   /* snap_driver_name() */
 	pthread_mutex_t lock; /* the manager lock */
+	int64_t lock_since;   /* lockstat: when the manager lock was taken */
 	pthread_mutex_t prune_lock;
 	struct entry *table[CACHE_TABLE];
 	flight_group *flight;
 	unsigned refs; /* 1 until closed, + 1 per allocated ref; under the manager lock */
 	bool closed;
 	int64_t pid, pid_start; /* this process, for the leases of views */
+	/*
+	 * The process lease: what this manager holds (records with an entry that ever had a
+	 * handle or a pin), so that other processes' prune and gc leave it alone; made on the
+	 * first hold, deleted by close, dead (and collected by gc) when the process is gone.
+	 * Under the manager lock.
+	 */
+	char lease_id[64];
+	bool lease_used;
+	char **stale; /* records freed from the entry table whose resource is still recorded */
+	size_t n_stale;
 };
 
 struct cairn_ref {
@@ -112,6 +124,25 @@ struct entry *entry_find(cairn_cache *c, const char *id);
 /* entry_acquire() - the entry of @id, made if missing (sharing the lock of @partner's entry when
  * that exists). NULL on OOM. Manager lock held; the caller adds a handle or a pin at once. */
 struct entry *entry_acquire(cairn_cache *c, const char *id, bool is_mutable, const char *partner);
+
+/*
+ * cache_lease_hold() - make the process lease of @c hold record @e->id (creating the lease when
+ * it is missing), inside write transaction @tx, and drop the resources of records no longer held
+ * (c->stale). A no-op for an entry already leased. Manager lock held. Whoever takes the first hold
+ * on a record calls it in the same transaction that checked the record is live, so that a prune
+ * elsewhere either saw the hold or removed the record before the check.
+ */
+int cache_lease_hold(cairn_cache *c, meta_tx *tx, struct entry *e, cairn_error **reterr);
+
+/* cache_lease_drop() - @e (no longer held) leaves the lease, inside write transaction @tx. */
+int cache_lease_drop(cairn_cache *c, meta_tx *tx, struct entry *e, cairn_error **reterr);
+
+/* cache_held_elsewhere() - 1 when a live lease other than this manager's holds record @id
+ * (another process's refs), 0 when not. */
+int cache_held_elsewhere(cairn_cache *c, meta_tx *tx, const char *id, cairn_error **reterr);
+
+/* cache_needs_lease() - whether a first hold on @id here must write the lease. */
+bool cache_needs_lease(cairn_cache *c, const char *id);
 
 /* entry_put() - free @e if nothing holds it any longer. Manager lock held. */
 void entry_put(cairn_cache *c, struct entry *e);
@@ -181,6 +212,14 @@ int cache_work_run(cairn_cache *c, struct cache_work *w, cairn_error **reterr);
  * No manager lock held.
  */
 int cache_remove_records(cairn_cache *c, char *const *ids, size_t n, cairn_error **reterr);
+
+/* cache_remove_snapshots() - the first half of cache_remove_records(): the snapshots only. On
+ * failure the records whose snapshots went are deleted, the others untombstoned. */
+int cache_remove_snapshots(cairn_cache *c, char *const *ids, size_t n, cairn_error **reterr);
+
+/* cache_delete_rows() - the second half: delete the rows of the @n tombstoned records @ids, in
+ * order, in one transaction. */
+int cache_delete_rows(cairn_cache *c, char *const *ids, size_t n, cairn_error **reterr);
 
 /* cache_untombstone() - clear the tombstones of @ids (a removal that will not go on). */
 void cache_untombstone(cairn_cache *c, char *const *ids, size_t n);

@@ -5,11 +5,13 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "base/lockstat.h"
 #include "base/log.h"
 #include "content/content.h"
 #include "internal.h"
 #include "lease/lease.h"
 #include "meta/labels.h"
+#include "meta/leases.h"
 
 /* ---- ids ---- */
 
@@ -80,10 +82,12 @@ bool cache_proc_alive(int64_t pid, int64_t start)
 void cache_lock(cairn_cache *c)
 {
 	pthread_mutex_lock(&c->lock);
+	c->lock_since = lockstat_start();
 }
 
 void cache_unlock(cairn_cache *c)
 {
+	lockstat_end(LOCKSTAT_MANAGER, c->lock_since);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -122,6 +126,80 @@ static unsigned hash_id(const char *id)
 	for (const char *p = id; *p; p++)
 		h = (h ^ (unsigned char)*p) * 16777619u;
 	return h % CACHE_TABLE;
+}
+
+/* ---- the process lease ---- */
+
+bool cache_needs_lease(cairn_cache *c, const char *id)
+{
+	struct entry *e = entry_find(c, id);
+	return !e || !e->leased;
+}
+
+static int flush_stale(cairn_cache *c, meta_tx *tx, cairn_error **reterr)
+{
+	while (c->n_stale) {
+		char *id = c->stale[c->n_stale - 1];
+		int r = meta_lease_resource_remove(tx, c->lease_id, LEASE_RECORD, id, reterr);
+		if (r < 0)
+			return r;
+		free(id);
+		c->n_stale--;
+	}
+	return 0;
+}
+
+int cache_lease_hold(cairn_cache *c, meta_tx *tx, struct entry *e, cairn_error **reterr)
+{
+	int r = flush_stale(c, tx, reterr);
+	if (r < 0 || e->leased)
+		return r;
+	cairn_error *err = NULL;
+	r = meta_lease_resource_add(tx, c->lease_id, LEASE_RECORD, e->id, &err);
+	cairn_error_free(err);
+	if (r == -ENOENT) {
+		/* The first hold of this manager (or the lease went with a failed transaction). */
+		struct meta_lease l = {.id = c->lease_id,
+		                       .created_at = meta_now_ns(),
+		                       .pid = c->pid,
+		                       .pid_start = c->pid_start};
+		if ((r = meta_lease_insert(tx, &l, reterr)) < 0)
+			return r;
+		r = meta_lease_resource_add(tx, c->lease_id, LEASE_RECORD, e->id, reterr);
+	}
+	if (r < 0)
+		return err_prefix(reterr, "hold record '%s'", e->id);
+	e->leased = true;
+	c->lease_used = true;
+	return 0;
+}
+
+int cache_lease_drop(cairn_cache *c, meta_tx *tx, struct entry *e, cairn_error **reterr)
+{
+	if (!e->leased)
+		return 0;
+	int r = meta_lease_resource_remove(tx, c->lease_id, LEASE_RECORD, e->id, reterr);
+	if (r < 0)
+		return r;
+	e->leased = false;
+	return 0;
+}
+
+/* Deletes the process lease (close): what this manager held is free for others. */
+static void drop_lease(cairn_cache *c)
+{
+	if (!c->lease_used)
+		return;
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	_cleanup_(cairn_error_freep) cairn_error *err = NULL;
+	int r = meta_tx_begin(c->db, &tx, true, &err);
+	if (r >= 0 && (r = meta_lease_delete(&tx, c->lease_id, &err)) == -ENOENT)
+		r = 0;
+	if (r >= 0)
+		r = meta_tx_commit(&tx, NULL);
+	if (r < 0)
+		log_debug("keep process lease '%s' for gc (%d): %s", c->lease_id, r,
+		          err ? cairn_error_message(err) : "commit failed");
 }
 
 struct entry *entry_find(cairn_cache *c, const char *id)
@@ -181,6 +259,16 @@ void entry_put(cairn_cache *c, struct entry *e)
 			*pp = e->next;
 			break;
 		}
+	if (e->leased) {
+		/* Its lease resource goes with the next write (or close); until then other
+		 * processes still see it held, which errs on the safe side. */
+		char **a = realloc(c->stale, (c->n_stale + 1) * sizeof(*a));
+		if (a) {
+			c->stale = a;
+			if ((a[c->n_stale] = strdup(e->id)))
+				c->n_stale++;
+		}
+	}
 	entry_free(e);
 }
 
@@ -261,6 +349,9 @@ static void cache_destroy(cairn_cache *c)
 			c->table[i] = e->next;
 			entry_free(e);
 		}
+	for (size_t i = 0; i < c->n_stale; i++)
+		free(c->stale[i]);
+	free(c->stale);
 	flight_group_free(c->flight);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->prune_lock);
@@ -297,6 +388,11 @@ int cairn_cache_open(cairn_store *store, cairn_cache **ret, cairn_error **reterr
 	                   .refs = 1,
 	                   .pid = getpid()};
 	c->pid_start = lease_proc_start(c->pid);
+	uint32_t rnd = 0;
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd = (uint32_t)meta_now_ns();
+	snprintf(c->lease_id, sizeof(c->lease_id), "cairn-process-%lld-%08x", (long long)c->pid,
+	         rnd);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->prune_lock, NULL);
 	int r = cache_repair(c, reterr);
@@ -336,11 +432,32 @@ cairn_cache *cairn_cache_close(cairn_cache *c)
 	cache_unlock(c);
 	for (size_t i = 0; i < n; i++)
 		cache_work_run(c, &views[i], NULL);
+	drop_lease(c);
 	cache_unref(c);
 	return NULL;
 }
 
 /* ---- get, get_mutable, new ---- */
+
+struct holder {
+	const char *own;
+	int64_t now;
+	bool held;
+};
+
+static int holder_fn(const struct meta_lease *l, const char *res, void *userdata)
+{
+	struct holder *h = userdata;
+	h->held |= strcmp(l->id, h->own) != 0 && lease_live(l, h->now);
+	return 0;
+}
+
+int cache_held_elsewhere(cairn_cache *c, meta_tx *tx, const char *id, cairn_error **reterr)
+{
+	struct holder h = {c->lease_id, meta_now_ns(), false};
+	int r = meta_lease_holds(tx, LEASE_RECORD, id, holder_fn, &h, reterr);
+	return r < 0 ? r : h.held;
+}
 
 /* CAIRN_ELOCKED when mutable @id is held (a ref, an internal hold or a persistent mount). */
 static int check_unheld(cairn_cache *c, meta_tx *tx, const char *id, const char *what,
@@ -361,6 +478,10 @@ static int check_unheld(cairn_cache *c, meta_tx *tx, const char *id, const char 
 	if (r > 0)
 		return err_set(reterr, CAIRN_ELOCKED, "%s is locked: it is mounted at '%s'", what,
 		               target);
+	if ((r = cache_held_elsewhere(c, tx, id, reterr)) != 0)
+		return r < 0 ? r
+		             : err_set(reterr, CAIRN_ELOCKED,
+		                       "%s is locked: another process holds it", what);
 	return 0;
 }
 
@@ -397,7 +518,8 @@ static int get_mutable_locked(cairn_cache *c, const char *id, cairn_ref **ret, c
 		entry_put(c, e);
 		return err_set(reterr, -ENOMEM, "get record '%s': out of memory", id);
 	}
-	if ((r = meta_tx_commit(&tx, reterr)) < 0) {
+	if ((r = cache_lease_hold(c, &tx, e, reterr)) < 0 ||
+	    (r = meta_tx_commit(&tx, reterr)) < 0) {
 		cache_ref_drop_locked(c, ref);
 		return r;
 	}
@@ -410,7 +532,9 @@ static int get_locked(cairn_cache *c, const char *id, unsigned flags, cairn_ref 
 {
 	_cleanup_(meta_tx_end) meta_tx tx = {0};
 	_cleanup_(meta_record_clear) struct meta_record row = {0};
-	int r = meta_tx_begin(c->db, &tx, false, reterr);
+	/* A first hold here writes the process lease in the transaction that finds the record
+	 * live (a mutable's partner is held only when the mutable is not: a write too). */
+	int r = meta_tx_begin(c->db, &tx, cache_needs_lease(c, id), reterr);
 	if (r < 0 || (r = cache_load(c, &tx, id, &row, reterr)) < 0)
 		return r;
 	if (row.kind == META_RECORD_MUTABLE) {
@@ -435,7 +559,6 @@ static int get_locked(cairn_cache *c, const char *id, unsigned flags, cairn_ref 
 		if ((r = cache_load(c, &tx, partner, &row, reterr)) < 0)
 			return r;
 	}
-	meta_tx_end(&tx);
 	struct entry *e = entry_acquire(c, row.id, false, row.equal_mutable);
 	cairn_ref *ref =
 		e ? cache_ref_new(c, e, false, !(flags & CAIRN_CACHE_GET_NO_UPDATE_LAST_USED))
@@ -443,6 +566,11 @@ static int get_locked(cairn_cache *c, const char *id, unsigned flags, cairn_ref 
 	if (!ref) {
 		entry_put(c, e);
 		return err_set(reterr, -ENOMEM, "get record '%s': out of memory", id);
+	}
+	if (!e->leased && ((r = cache_lease_hold(c, &tx, e, reterr)) < 0 ||
+	                   (r = meta_tx_commit(&tx, reterr)) < 0)) {
+		cache_ref_drop_locked(c, ref);
+		return r;
 	}
 	*ret = ref;
 	return 0;
@@ -483,7 +611,7 @@ static struct entry *pin_parent_locked(cairn_cache *c, const char *id, int *ret_
 {
 	_cleanup_(meta_record_clear) struct meta_record row = {0};
 	_cleanup_(meta_tx_end) meta_tx tx = {0};
-	int r = meta_tx_begin(c->db, &tx, false, reterr);
+	int r = meta_tx_begin(c->db, &tx, cache_needs_lease(c, id), reterr);
 	if (r < 0 || (r = cache_load(c, &tx, id, &row, reterr)) < 0) {
 		*ret_r = r;
 		return NULL;
@@ -496,6 +624,13 @@ static struct entry *pin_parent_locked(cairn_cache *c, const char *id, int *ret_
 	struct entry *e = entry_acquire(c, id, false, row.equal_mutable);
 	if (!e) {
 		*ret_r = err_set(reterr, -ENOMEM, "parent record '%s': out of memory", id);
+		return NULL;
+	}
+	/* Held across processes too while the child is made: a prune elsewhere waits. */
+	if (!e->leased && ((r = cache_lease_hold(c, &tx, e, reterr)) < 0 ||
+	                   (r = meta_tx_commit(&tx, reterr)) < 0)) {
+		entry_put(c, e);
+		*ret_r = r;
 		return NULL;
 	}
 	e->pins++;
@@ -551,7 +686,8 @@ static int insert_mutable(cairn_cache *c, const struct meta_record *rec, cairn_r
 		entry_put(c, e);
 		return err_set(reterr, -ENOMEM, "new record '%s': out of memory", rec->id);
 	}
-	if ((r = meta_tx_commit(&tx, reterr)) < 0) {
+	if ((r = cache_lease_hold(c, &tx, e, reterr)) < 0 ||
+	    (r = meta_tx_commit(&tx, reterr)) < 0) {
 		cache_ref_drop_locked(c, ref);
 		return r;
 	}

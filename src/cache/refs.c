@@ -2,6 +2,7 @@
 /* Refs: release, clone, parent, commit, finalize, policy; and removing records. */
 #include <string.h>
 
+#include "base/fault.h"
 #include "base/log.h"
 #include "internal.h"
 
@@ -53,8 +54,7 @@ static int remove_snapshot(cairn_cache *c, const char *id, cairn_error **reterr)
 	return 0;
 }
 
-/* Deletes the rows of the @n tombstoned records @ids, in order, in one transaction. */
-static int delete_rows(cairn_cache *c, char *const *ids, size_t n, cairn_error **reterr)
+int cache_delete_rows(cairn_cache *c, char *const *ids, size_t n, cairn_error **reterr)
 {
 	_cleanup_(meta_tx_end) meta_tx tx = {0};
 	int r = meta_tx_begin(c->db, &tx, true, reterr);
@@ -70,19 +70,26 @@ static int delete_rows(cairn_cache *c, char *const *ids, size_t n, cairn_error *
 	return 0;
 }
 
-int cache_remove_records(cairn_cache *c, char *const *ids, size_t n, cairn_error **reterr)
+int cache_remove_snapshots(cairn_cache *c, char *const *ids, size_t n, cairn_error **reterr)
 {
 	for (size_t i = 0; i < n; i++) {
 		int r = remove_snapshot(c, ids[i], reterr);
 		if (r < 0) {
 			/* Something took the data (a view or a child made elsewhere): the records
 			 * whose snapshots went go too, the others stay. */
-			delete_rows(c, ids, i, NULL);
+			cache_delete_rows(c, ids, i, NULL);
 			cache_untombstone(c, ids + i, n - i);
 			return r;
 		}
+		fault_point("remove.snapshot-removed");
 	}
-	return delete_rows(c, ids, n, reterr);
+	return 0;
+}
+
+int cache_remove_records(cairn_cache *c, char *const *ids, size_t n, cairn_error **reterr)
+{
+	int r = cache_remove_snapshots(c, ids, n, reterr);
+	return r < 0 ? r : cache_delete_rows(c, ids, n, reterr);
 }
 
 /* ---- deferred work ---- */
@@ -197,6 +204,10 @@ static int release_locked(cairn_cache *c, cairn_ref *ref, struct entry *e, struc
 		return r;
 	if (e->handles == 0 && !pinned && (r = cache_unheld_locked(c, &tx, &row, w, reterr)) < 0)
 		return r;
+	/* Nothing here holds it any more: other processes may prune it (a tombstone above is
+	 * removed by this process's work anyway). */
+	if (e->handles == 0 && !pinned && (r = cache_lease_drop(c, &tx, e, reterr)) < 0)
+		return r;
 	return meta_tx_commit(&tx, reterr);
 }
 
@@ -281,18 +292,23 @@ int cairn_ref_parent(cairn_ref *ref, cairn_ref **ret, cairn_error **reterr)
 	_cleanup_(meta_tx_end) meta_tx tx = {0};
 	_cleanup_(meta_record_clear) struct meta_record row = {0}, prow = {0};
 	cache_lock(c);
-	if ((r = meta_tx_begin(c->db, &tx, false, reterr)) >= 0 &&
+	/* The parent is held by the child (it cannot be pruned), but a ref outlives that. */
+	if ((r = meta_tx_begin(c->db, &tx, true, reterr)) >= 0 &&
 	    (r = cache_load(c, &tx, ref->id, &row, reterr)) >= 0 && row.parent)
 		r = cache_load(c, &tx, row.parent, &prow, reterr);
-	meta_tx_end(&tx);
 	cairn_ref *p = NULL;
 	if (r >= 0 && row.parent) {
 		struct entry *e = entry_acquire(c, prow.id, false, prow.equal_mutable);
 		if (!e || !(p = cache_ref_new(c, e, false, true))) {
 			entry_put(c, e);
 			r = err_set(reterr, -ENOMEM, "parent of '%s': out of memory", ref->id);
+		} else if ((r = cache_lease_hold(c, &tx, e, reterr)) < 0 ||
+		           (r = meta_tx_commit(&tx, reterr)) < 0) {
+			cache_ref_drop_locked(c, p);
+			p = NULL;
 		}
 	}
+	meta_tx_end(&tx);
 	cache_unlock(c);
 	if (r < 0)
 		return r;
@@ -328,12 +344,14 @@ int cache_finalize_locked(cairn_cache *c, const char *id, cairn_error **reterr)
 	if (r < 0 && !(snap_is(c, id, SNAP_KIND_COMMITTED) &&
 	               !snap_is(c, row.equal_mutable, SNAP_KIND_ACTIVE)))
 		return err_set(reterr, r, "finalize record '%s': %s", id, cairn_error_message(err));
+	fault_point("commit.finalize-snapshot");
 	if ((r = meta_tx_begin(c->db, &tx, true, reterr)) < 0 ||
 	    (r = meta_record_finalize(&tx, id, reterr)) < 0 ||
 	    (r = meta_record_delete(&tx, row.equal_mutable, reterr)) < 0 ||
 	    (r = meta_tx_commit(&tx, reterr)) < 0)
 		return err_prefix(reterr, "finalize record '%s'", id);
 	log_debug("finalized record '%s' (mutable '%s' removed)", id, row.equal_mutable);
+	fault_point("commit.finalized");
 	return 0;
 }
 
@@ -388,10 +406,12 @@ static int commit_locked(cairn_cache *c, cairn_ref *ref, cairn_ref **ret, cairn_
 		entry_put(c, e);
 		return err_set(reterr, -ENOMEM, "commit '%s': out of memory", ref->id);
 	}
-	if ((r = meta_tx_commit(&tx, reterr)) < 0) {
+	if ((r = cache_lease_hold(c, &tx, e, reterr)) < 0 ||
+	    (r = meta_tx_commit(&tx, reterr)) < 0) {
 		cache_ref_drop_locked(c, iref);
 		return r;
 	}
+	fault_point("commit.recorded");
 	/* The mutable ref now belongs to the immutable (BuildKit's equalMutable): consumed. */
 	struct entry *me = ref->e;
 	me->handles--;

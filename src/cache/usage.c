@@ -3,10 +3,14 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
 
+#include "base/fault.h"
 #include "content/content.h"
 #include "internal.h"
+#include "lease/lease.h"
 #include "meta/labels.h"
+#include "meta/leases.h"
 #include "snapshot/filter.h"
 
 /* ---- size ---- */
@@ -194,11 +198,11 @@ int cache_record_info_fill(cairn_record_info *info, const struct meta_record *ro
 	return oom ? -ENOMEM : 0;
 }
 
-/* ---- a scan: every live record with what holds it, under the manager lock ---- */
+/* ---- a scan: every live record with what holds it ---- */
 
 struct scan {
 	struct meta_record *rows; /* live rows in id order */
-	size_t n;
+	size_t n, cap;
 	bool *held;   /* a ref or pin in this process, or a persistent mount */
 	bool *in_use; /* held, itself or a descendant, or its lazy partner */
 	bool *shared; /* tagged, itself or a descendant */
@@ -209,6 +213,11 @@ struct scan {
 		char *name, *target;
 	} * tags;
 	size_t n_tags;
+	/* lease holds: the lease last judged and whether it is live */
+	const char *own_lease;
+	char last_lease[300];
+	bool last_live;
+	int64_t now;
 };
 
 static void scan_free(struct scan *s)
@@ -248,10 +257,14 @@ static int scan_row(const struct meta_record *r, void *userdata)
 	struct scan *s = userdata;
 	if (r->deleted)
 		return 0;
-	struct meta_record *nrows = realloc(s->rows, (s->n + 1) * sizeof(*nrows));
-	if (!nrows)
-		return -ENOMEM;
-	s->rows = nrows;
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 64;
+		struct meta_record *nrows = realloc(s->rows, cap * sizeof(*nrows));
+		if (!nrows)
+			return -ENOMEM;
+		s->rows = nrows;
+		s->cap = cap;
+	}
 	/* Move the strings: the walk clears its copy after the callback, so take a deep copy. */
 	struct meta_record *d = &s->rows[s->n];
 	*d = *r;
@@ -285,6 +298,22 @@ static int scan_mount(const struct meta_mount *m, void *userdata)
 	return 0;
 }
 
+/* A record held by a live lease of someone else (another process's refs, a user's lease). */
+static int scan_lease(const struct meta_lease *l, const char *res, void *userdata)
+{
+	struct scan *s = userdata;
+	if (strcmp(l->id, s->own_lease) == 0)
+		return 0; /* this manager's holds are its entries */
+	if (strcmp(l->id, s->last_lease) != 0) {
+		snprintf(s->last_lease, sizeof(s->last_lease), "%s", l->id);
+		s->last_live = lease_live(l, s->now);
+	}
+	ssize_t i = s->last_live ? scan_find(s, res) : -1;
+	if (i >= 0)
+		s->held[i] = true;
+	return 0;
+}
+
 static int scan_tag(const char *name, const char *target, void *userdata)
 {
 	struct scan *s = userdata;
@@ -306,7 +335,7 @@ static void mark_up(const struct scan *s, bool *flag, ssize_t i)
 	}
 }
 
-static int scan_links(cairn_cache *c, struct scan *s)
+static int scan_links(struct scan *s)
 {
 	size_t n = s->n ? s->n : 1;
 	s->held = calloc(n, sizeof(bool));
@@ -323,25 +352,43 @@ static int scan_links(cairn_cache *c, struct scan *s)
 		                                                      : s->rows[i].equal_immutable);
 		if (s->parent[i] >= 0)
 			s->n_children[s->parent[i]]++;
-		s->held[i] = entry_busy(entry_find(c, s->rows[i].id));
 	}
 	return 0;
 }
 
-/* Loads everything a decision needs. Manager lock held, inside @tx. */
+/*
+ * Loads what a decision needs from the database, inside @tx; scan_finish() adds this process's
+ * holds. No manager lock needed: a prune re-checks each victim when it tombstones it, and
+ * listings may be a moment old.
+ */
 static int scan_load(cairn_cache *c, meta_tx *tx, struct scan *s, cairn_error **reterr)
 {
 	int r = meta_record_list(tx, c->driver, scan_row, s, reterr);
 	if (r >= 0)
-		r = scan_links(c, s);
+		r = scan_links(s);
 	if (r >= 0)
 		r = meta_mount_list(tx, NULL, scan_mount, s, reterr);
+	s->own_lease = c->lease_id;
+	s->now = meta_now_ns();
+	if (r >= 0)
+		r = meta_lease_holds(tx, LEASE_RECORD, NULL, scan_lease, s, reterr);
 	if (r >= 0)
 		r = meta_tags(tx, scan_tag, s, reterr);
 	if (r == -ENOMEM)
 		return err_set(reterr, r, "scan records: out of memory");
-	if (r < 0)
-		return r;
+	return r;
+}
+
+/* Adds the records this process holds (under the manager lock, taken when @lock) and derives
+ * in use and shared. No transaction may be open when @lock (lock order: manager, database). */
+static void scan_finish(cairn_cache *c, struct scan *s, bool lock)
+{
+	if (lock)
+		cache_lock(c);
+	for (size_t i = 0; i < s->n; i++)
+		s->held[i] |= entry_busy(entry_find(c, s->rows[i].id));
+	if (lock)
+		cache_unlock(c);
 	for (size_t i = 0; i < s->n; i++)
 		if (s->held[i]) {
 			/* A held half of a pair holds the other's data too. */
@@ -355,7 +402,6 @@ static int scan_load(cairn_cache *c, meta_tx *tx, struct scan *s, cairn_error **
 		if (t >= 0)
 			mark_up(s, s->shared, s->partner[t]);
 	}
-	return 0;
 }
 
 /* The tags of row @i into @info (sorted: the scan has them in name order). */
@@ -394,18 +440,18 @@ static bool scan_shown(const struct scan *s, size_t i)
 
 /* ---- info and list ---- */
 
-/* Runs @fn over a scan made under the manager lock. */
+/* Runs @fn over a scan (the manager lock held only to read this process's holds). */
 static int with_scan(cairn_cache *c, int (*fn)(struct scan *s, void *userdata), void *userdata,
                      cairn_error **reterr)
 {
 	struct scan s = {0};
 	_cleanup_(meta_tx_end) meta_tx tx = {0};
-	cache_lock(c);
 	int r = meta_tx_begin(c->db, &tx, false, reterr);
 	if (r >= 0)
 		r = scan_load(c, &tx, &s, reterr);
 	meta_tx_end(&tx);
-	cache_unlock(c);
+	if (r >= 0)
+		scan_finish(c, &s, true);
 	if (r >= 0)
 		r = fn(&s, userdata);
 	scan_free(&s);
@@ -587,6 +633,9 @@ static int check_removable(cairn_cache *c, meta_tx *tx, const struct scan *s, si
 		return r < 0 ? r
 		             : err_set(reterr, -EBUSY, "record '%s' is in use: mounted at '%s'", id,
 		                       target);
+	if (s->held[i])
+		return err_set(reterr, -EBUSY,
+		               "record '%s' is in use: another process holds it (a lease)", id);
 	return 0;
 }
 
@@ -654,8 +703,11 @@ int cairn_cache_remove(cairn_cache *c, const char *id, cairn_error **reterr)
 	struct remove_ctx ctx = {.c = c, .tx = &tx, .id = id, .reterr = reterr};
 	cache_lock(c);
 	if ((r = meta_tx_begin(c->db, &tx, true, reterr)) >= 0 &&
-	    (r = scan_load(c, &tx, &s, reterr)) >= 0 && (r = remove_fn(&s, &ctx)) >= 0)
-		r = meta_tx_commit(&tx, reterr);
+	    (r = scan_load(c, &tx, &s, reterr)) >= 0) {
+		scan_finish(c, &s, false);
+		if ((r = remove_fn(&s, &ctx)) >= 0)
+			r = meta_tx_commit(&tx, reterr);
+	}
 	meta_tx_end(&tx);
 	cache_unlock(c);
 	scan_free(&s);
@@ -671,9 +723,11 @@ struct victim {
 	cairn_record_info info;
 	char *ids[2];
 	size_t n;
+	int64_t gen[2], used[2];        /* of ids[k] as scanned: a change means someone used it */
 	int64_t last_used, usage_count; /* of the pair: the later use, the higher count */
 	int64_t size;                   /* as known when chosen (0 unknown) */
 	size_t row;                     /* in the scan that chose it */
+	bool taken;                     /* tombstoned, to be removed */
 };
 
 struct prune_ctx {
@@ -686,7 +740,7 @@ struct prune_ctx {
 	cairn_record_info *du; /* keep_bytes: disk usage rows with sizes, in id order */
 	size_t n_du;
 	struct victim *v;
-	size_t n;
+	size_t n, cap;
 	cairn_error **reterr;
 };
 
@@ -781,25 +835,42 @@ static int consider(struct prune_ctx *ctx, struct scan *s, size_t i)
 		return 0;
 	}
 	v.size = row_size(ctx, s, i);
-	struct victim *nv = realloc(ctx->v, (ctx->n + 1) * sizeof(*nv));
-	if (!nv) {
-		info_clear(&v.info);
-		return err_set(ctx->reterr, -ENOMEM, "prune: out of memory");
+	if (ctx->n == ctx->cap) {
+		size_t cap = ctx->cap ? ctx->cap * 2 : 64;
+		struct victim *nv = realloc(ctx->v, cap * sizeof(*nv));
+		if (!nv) {
+			info_clear(&v.info);
+			return err_set(ctx->reterr, -ENOMEM, "prune: out of memory");
+		}
+		ctx->v = nv;
+		ctx->cap = cap;
 	}
-	ctx->v = nv;
-	nv[ctx->n++] = v;
+	ctx->v[ctx->n++] = v;
+	return 0;
+}
+
+/* Records in @v what removing row @i takes, as scanned. */
+static int victim_ids(struct victim *v, const struct scan *s, const char *const ids[2], size_t n)
+{
+	for (size_t j = 0; j < n; j++) {
+		const struct meta_record *row = &s->rows[scan_find(s, ids[j])];
+		if (!(v->ids[j] = strdup(ids[j])))
+			return -ENOMEM;
+		v->n = j + 1;
+		v->gen[j] = row->gen;
+		v->used[j] = row->last_used;
+	}
 	return 0;
 }
 
 /*
- * Chooses under the manager lock. Passes over one scan: what a pass takes is marked gone (its
+ * Chooses from a scan. Passes over one scan: what a pass takes is marked gone (its
  * parent loses a child), so the next pass sees the parents it frees, as a dry run must. With
  * keep_bytes a pass takes its candidates in victim order only while the total is over the cap.
  */
 static int choose_fn(struct scan *s, void *userdata)
 {
 	struct prune_ctx *ctx = userdata;
-	bool dry = ctx->opts->flags & CAIRN_PRUNE_DRY_RUN;
 	int64_t cap = ctx->opts->keep_bytes;
 	_cleanup_free_ bool *gone = calloc(s->n ? s->n : 1, sizeof(bool));
 	if (!gone)
@@ -839,11 +910,8 @@ static int choose_fn(struct scan *s, void *userdata)
 				if (s->parent[x] >= 0)
 					s->n_children[s->parent[x]]--;
 			}
-			if (dry)
-				continue;
-			v->n = n;
-			if ((r = tombstone(ctx->tx, ids, n, v->ids, ctx->reterr)) < 0)
-				return r;
+			if (victim_ids(v, s, ids, n) < 0)
+				return err_set(ctx->reterr, -ENOMEM, "prune: out of memory");
 		}
 		if (cap && ctx->total <= cap)
 			return 0;
@@ -856,29 +924,143 @@ static void victims_free(struct prune_ctx *ctx)
 		victim_clear(&ctx->v[i]);
 	free(ctx->v);
 	ctx->v = NULL;
-	ctx->n = 0;
+	ctx->n = ctx->cap = 0;
 }
 
-/* One round: choose and tombstone (a dry run: only choose) under the manager lock. */
+/*
+ * One round: choose from a scan read in a read transaction (no lock held while the rows load);
+ * nothing is tombstoned yet.
+ */
 static int prune_choose(struct prune_ctx *ctx)
 {
 	cairn_cache *c = ctx->c;
-	bool dry = ctx->opts->flags & CAIRN_PRUNE_DRY_RUN;
 	_cleanup_(meta_tx_end) meta_tx tx = {0};
 	struct scan s = {0};
-	ctx->tx = &tx;
-	cache_lock(c);
-	int r = meta_tx_begin(c->db, &tx, !dry, ctx->reterr);
-	if (r >= 0 && (r = scan_load(c, &tx, &s, ctx->reterr)) >= 0 &&
-	    (r = choose_fn(&s, ctx)) >= 0 && !dry)
-		r = meta_tx_commit(&tx, ctx->reterr);
+	int r = meta_tx_begin(c->db, &tx, false, ctx->reterr);
+	if (r >= 0)
+		r = scan_load(c, &tx, &s, ctx->reterr);
 	meta_tx_end(&tx);
-	cache_unlock(c);
+	if (r >= 0) {
+		scan_finish(c, &s, true);
+		r = choose_fn(&s, ctx);
+	}
 	scan_free(&s);
-	ctx->tx = NULL;
 	if (r < 0)
 		victims_free(ctx);
 	return r;
+}
+
+/*
+ * Prune removes in batches: each batch is checked and tombstoned in one write transaction, its
+ * snapshots removed, its rows deleted in a second one. A batch ends at PRUNE_BATCH victims or
+ * PRUNE_BATCH_NS of checking, so that no transaction (nor the manager lock) is held long and
+ * other processes get the database between batches.
+ */
+#define PRUNE_BATCH    512
+#define PRUNE_BATCH_NS (15 * 1000000LL)
+
+/* Whether victim @v may still go: nothing took it since the scan (a ref or pin here, a lease,
+ * a mount, a child, a use, a tag without --all). Manager lock held, inside write @tx. */
+static int still_prunable(struct prune_ctx *ctx, meta_tx *tx, const struct victim *v)
+{
+	cairn_cache *c = ctx->c;
+	bool all = ctx->opts->flags & CAIRN_PRUNE_ALL;
+	for (size_t k = 0; k < v->n; k++) {
+		if (entry_busy(entry_find(c, v->ids[k])))
+			return 0;
+		struct meta_record_hold h;
+		int r = meta_record_removable(tx, v->ids[k], c->lease_id, !all, &h, ctx->reterr);
+		if (r <= 0)
+			return r;
+		/* Children chosen before it are tombstoned already; a mutable's lazy immutable
+		 * goes with it (ids[0]). */
+		if (h.deleted || h.children || (h.partner && v->n == 1) || h.mounted || h.tagged ||
+		    h.gen != v->gen[k] || h.last_used != v->used[k])
+			return 0;
+		if (h.leased && (r = cache_held_elsewhere(c, tx, v->ids[k], ctx->reterr)) != 0)
+			return r < 0 ? r : 0;
+	}
+	return 1;
+}
+
+static int64_t mono_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Checks and tombstones victims from @from on; returns where the batch ends. */
+static int take_batch(struct prune_ctx *ctx, size_t from, size_t *ret_end)
+{
+	cairn_cache *c = ctx->c;
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	int64_t start = mono_ns();
+	size_t i = from;
+	cache_lock(c);
+	int r = meta_tx_begin(c->db, &tx, true, ctx->reterr);
+	for (; r >= 0 && i < ctx->n && i - from < PRUNE_BATCH; i++) {
+		struct victim *v = &ctx->v[i];
+		if ((r = still_prunable(ctx, &tx, v)) < 0)
+			break;
+		v->taken = r > 0;
+		for (size_t k = 0; v->taken && k < v->n && r >= 0; k++)
+			r = meta_record_set_deleted(&tx, v->ids[k], true, ctx->reterr);
+		if (!v->taken && ctx->opts->keep_bytes)
+			ctx->total += v->size; /* it stays after all */
+		if (mono_ns() - start > PRUNE_BATCH_NS) {
+			i++;
+			break;
+		}
+	}
+	if (r >= 0)
+		r = meta_tx_commit(&tx, ctx->reterr);
+	meta_tx_end(&tx);
+	cache_unlock(c);
+	if (r < 0) {
+		for (size_t k = from; k < i; k++)
+			ctx->v[k].taken = false;
+		return r;
+	}
+	*ret_end = i;
+	return 0;
+}
+
+/* Removes the taken victims of [@from, @end): snapshots one by one, rows in one transaction
+ * (one by one if that fails). Victims whose removal failed are no longer taken. */
+static int remove_batch(struct prune_ctx *ctx, size_t from, size_t end)
+{
+	int ret = 0;
+	_cleanup_free_ char **ids = calloc(2 * (end - from) + 1, sizeof(char *));
+	if (!ids)
+		return err_set(ctx->reterr, -ENOMEM, "prune: out of memory");
+	size_t n = 0;
+	for (size_t i = from; i < end; i++) {
+		struct victim *v = &ctx->v[i];
+		if (!v->taken)
+			continue;
+		int r = cache_remove_snapshots(ctx->c, v->ids, v->n, ret < 0 ? NULL : ctx->reterr);
+		if (r < 0) {
+			ret = ret < 0 ? ret : r;
+			v->taken = false;
+			continue;
+		}
+		for (size_t k = 0; k < v->n; k++)
+			ids[n++] = v->ids[k];
+	}
+	if (n && cache_delete_rows(ctx->c, ids, n, NULL) < 0) {
+		for (size_t i = from; i < end; i++) {
+			struct victim *v = &ctx->v[i];
+			int r = v->taken ? cache_delete_rows(ctx->c, v->ids, v->n,
+			                                     ret < 0 ? NULL : ctx->reterr)
+			                 : 0;
+			if (r < 0) {
+				ret = ret < 0 ? ret : r;
+				v->taken = false;
+			}
+		}
+	}
+	return ret;
 }
 
 /* Removes the victims of a round (a dry run: none), reporting each; the count or the first
@@ -887,28 +1069,38 @@ static int prune_remove(struct prune_ctx *ctx)
 {
 	int ret = 0, count = 0;
 	bool stopped = false, dry = ctx->opts->flags & CAIRN_PRUNE_DRY_RUN;
+	/* Sizes first, while the data is there (measuring takes no lock). */
 	for (size_t i = 0; i < ctx->n; i++) {
-		struct victim *v = &ctx->v[i];
-		if (stopped) {
-			/* The caller stopped prune: what was chosen but not removed stays. */
-			cache_untombstone(ctx->c, v->ids, v->n);
-			continue;
+		int64_t size = ctx->v[i].info.size;
+		if (size < 0 && cache_size(ctx->c, ctx->v[i].info.id, &size, NULL) >= 0)
+			ctx->v[i].info.size = size;
+		ctx->v[i].taken = dry;
+	}
+	for (size_t from = 0, end = 0; from < ctx->n && !stopped; from = end) {
+		int r = 0;
+		if (dry) {
+			end = ctx->n;
+		} else if ((r = take_batch(ctx, from, &end)) >= 0) {
+			fault_point("prune.tombstoned");
+			r = remove_batch(ctx, from, end);
 		}
-		int64_t size = v->info.size;
-		if (size < 0 && cache_size(ctx->c, v->info.id, &size, NULL) >= 0)
-			v->info.size = size;
-		int r = dry ? 0
-		            : cache_remove_records(ctx->c, v->ids, v->n,
-		                                   ret < 0 ? NULL : ctx->reterr);
-		if (r < 0) {
-			ret = ret < 0 ? ret : r;
-			continue;
-		}
-		count++;
-		if (ctx->opts->fn && ret >= 0 &&
-		    (r = ctx->opts->fn(&v->info, ctx->opts->userdata)) < 0) {
-			ret = err_set(ctx->reterr, r, "prune: stopped by the caller");
-			stopped = true;
+		if (r < 0 && ret == 0)
+			ret = r;
+		if (r < 0 && end <= from)
+			break;
+		for (size_t i = from; i < end && !stopped; i++) {
+			struct victim *v = &ctx->v[i];
+			if (!v->taken)
+				continue;
+			count++;
+			if (!dry)
+				fault_point("prune.record-removed");
+			if (ctx->opts->fn && ret >= 0 &&
+			    (r = ctx->opts->fn(&v->info, ctx->opts->userdata)) < 0) {
+				/* The caller stopped prune: the batches not taken yet stay. */
+				ret = err_set(ctx->reterr, r, "prune: stopped by the caller");
+				stopped = true;
+			}
 		}
 	}
 	return ret < 0 ? ret : count;
@@ -964,7 +1156,8 @@ int cairn_cache_prune(cairn_cache *c, const cairn_prune_options *opts, cairn_err
 		if (r < 0)
 			break;
 		total += r;
-		if (o.flags & CAIRN_PRUNE_DRY_RUN)
+		/* A round that took nothing (others hold what it chose) would choose it again. */
+		if ((o.flags & CAIRN_PRUNE_DRY_RUN) || r == 0)
 			break;
 	}
 	pthread_mutex_unlock(&c->prune_lock);

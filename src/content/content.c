@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/fault.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "content.h"
@@ -791,6 +792,7 @@ int content_writer_write(content_writer *w, const void *buf, size_t len, cairn_e
 		w->offset += (uint64_t)n;
 		p += n;
 		len -= (size_t)n;
+		fault_point("content.ingest.written");
 	}
 	w->updated_ns = now_ns();
 	if (r < 0)
@@ -870,6 +872,7 @@ static int publish(content_writer *w, int dirfd, int datafd, const digest *d, ca
 	if (r < 0)
 		return err_errno(reterr, r, "commit ingest '%s': rename to '%s/%s'", w->ref,
 		                 BLOBS_DIR, digest_hex(d));
+	fault_point("content.commit.renamed");
 	if (fsync(bfd) < 0)
 		return err_errno(reterr, -errno, "commit blob '%s': fsync '%s'", d->str, BLOBS_DIR);
 	return 1;
@@ -917,9 +920,11 @@ int content_writer_commit(content_writer *w, uint64_t size, const char *expected
 	r = commit_check(w, datafd, size ? size : w->total, has_exp ? &exp : NULL, &got, reterr);
 	if (r < 0)
 		return r;
+	fault_point("content.commit.synced");
 	int linked = publish(w, dirfd, datafd, &got, reterr);
 	if (linked < 0)
 		return linked;
+	fault_point("content.commit.published");
 	/* Still under the lock. A leftover directory only costs a restart to the next writer. */
 	_cleanup_(cairn_error_freep) cairn_error *e = NULL;
 	if (ingest_remove(w->store, w->key, &e) < 0)

@@ -16,6 +16,9 @@
 
 #define COPY_BUF (128 * 1024)
 
+/* Deepest directory chain kept open while applying (deeper parents take the slow path). */
+#define CHAIN_MAX 64
+
 struct dirtime {
 	char *path; /* cleaned name from the tar, resolved again at the end */
 	struct timespec ts[2];
@@ -31,10 +34,27 @@ struct apply {
 	struct pathset unpacked; /* delete mode: paths unpacked from this layer (for opaque) */
 	struct dirtime *dirs;
 	size_t n_dirs, cap_dirs;
-	/* The parent of the previous entry: tar dir part, its resolved path, an fd on it. */
+	/* The parent of the previous entry: tar dir part, its resolved path, an fd on it (owned
+	 * when cache_owned, else the top of the chain). */
 	char *cache_key, *cache_res;
 	int cache_fd;
-	int userns; /* -1 unknown */
+	bool cache_owned;
+	/*
+	 * The directories leading to the parent when its path holds no symlink: chain_fd[i] is
+	 * open on the first chain_end[i] bytes of cache_key. Entries only ever change children of
+	 * their parent, never the directories leading to it, so the chain stays valid while the
+	 * next entries' parents share a prefix with it; moving to a sibling directory costs one
+	 * openat() instead of a walk from the root.
+	 */
+	int chain_fd[CHAIN_MAX];
+	size_t chain_end[CHAIN_MAX];
+	size_t n_chain;
+	int root_dfd; /* the root, O_RDONLY */
+	int plain;    /* -1 unknown; 1: the parent has no setgid bit and no default ACL */
+	uid_t uid;    /* who creates the objects */
+	gid_t gid;
+	mode_t umask; /* the umask when the layer started (0777 when unknown) */
+	int userns;   /* -1 unknown */
 	uint64_t entries;
 };
 
@@ -135,20 +155,20 @@ static int remember_dir(struct apply *ap, const char *path, struct archive_entry
 	return 0;
 }
 
+static int parent(struct apply *ap, const char *dir, bool create, cairn_error **reterr);
+
 /* After the stream: directory times, in archive order, never through a link. */
 static int restore_dir_times(struct apply *ap, cairn_error **reterr)
 {
 	for (size_t i = 0; i < ap->n_dirs; i++) {
 		_cleanup_free_ char *copy = strdup(ap->dirs[i].path);
-		_cleanup_free_ char *res = NULL;
 		if (!copy)
 			return err_set(reterr, -ENOMEM, "'%s': out of memory", ap->dirs[i].path);
 		const char *dir, *base;
 		path_split(copy, &dir, &base);
-		int r = root_path(ap->rootfd, dir, true, &res);
-		if (r < 0)
-			return err_errno(reterr, r, "resolve '%s'", ap->dirs[i].path);
-		_cleanup_close_ int dfd = fs_openat(ap->rootfd, res, O_PATH | O_DIRECTORY, 0, NULL);
+		int dfd = parent(ap, dir, false, NULL);
+		if (dfd == -ENOMEM)
+			return err_set(reterr, -ENOMEM, "'%s': out of memory", ap->dirs[i].path);
 		struct stat st;
 		if (dfd < 0 || fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 		    !S_ISDIR(st.st_mode))
@@ -257,33 +277,144 @@ static int mkparent(struct apply *ap, const char *res, cairn_error **reterr)
 	return TAKE_FD(cur);
 }
 
-/* The parent directory fd of an entry whose cleaned dir part is @dir; borrowed (cached). */
-static int parent(struct apply *ap, const char *dir, cairn_error **reterr)
+/* Closes the chain's directories deeper than @n. */
+static void chain_cut(struct apply *ap, size_t n)
+{
+	while (ap->n_chain > n)
+		safe_close(ap->chain_fd[--ap->n_chain]);
+}
+
+static int chain_top(const struct apply *ap)
+{
+	return ap->n_chain ? ap->chain_fd[ap->n_chain - 1] : ap->root_dfd;
+}
+
+/*
+ * Extends the chain down @dir (cleaned; the chain holds a component-wise prefix of it) through
+ * directories that exist and are not symlinks, one openat() each. False when a component is
+ * missing, a symlink or no directory, or the chain is full: the slow path resolves @dir then.
+ */
+static bool chain_descend(struct apply *ap, const char *dir)
+{
+	for (;;) {
+		size_t start = ap->n_chain ? ap->chain_end[ap->n_chain - 1] : 0;
+		if (dir[start] == '\0')
+			return true;
+		if (dir[start] == '/')
+			start++;
+		size_t n = (size_t)(strchrnul(dir + start, '/') - (dir + start));
+		char name[NAME_MAX + 1];
+		if (ap->n_chain == CHAIN_MAX || n > NAME_MAX)
+			return false;
+		memcpy(name, dir + start, n);
+		name[n] = '\0';
+		int fd = openat(chain_top(ap), name,
+		                O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return false;
+		ap->chain_fd[ap->n_chain] = fd;
+		ap->chain_end[ap->n_chain++] = start + n;
+	}
+}
+
+static void parent_forget(struct apply *ap)
+{
+	free(ap->cache_key);
+	free(ap->cache_res);
+	ap->cache_key = ap->cache_res = NULL;
+	if (ap->cache_owned)
+		safe_close(ap->cache_fd);
+	ap->cache_fd = -EBADF;
+	ap->cache_owned = false;
+	ap->plain = -1;
+}
+
+/* Makes the chain, now open down all of @key, the cached parent (taking @key). */
+static int parent_chain(struct apply *ap, char **key, cairn_error **reterr)
+{
+	ap->cache_res = strdup(*key);
+	if (!ap->cache_res)
+		return err_set(reterr, -ENOMEM, "'%s': out of memory", *key);
+	ap->cache_key = TAKE_PTR(*key);
+	ap->cache_fd = chain_top(ap);
+	return ap->cache_fd;
+}
+
+/*
+ * The parent directory fd of an entry whose cleaned dir part is @dir; borrowed (cached). With
+ * @create, missing directories are made (mkparent); without, a missing one is -ENOENT with no
+ * message.
+ */
+static int parent(struct apply *ap, const char *dir, bool create, cairn_error **reterr)
 {
 	/* Entries of one directory come together: while the dir part stays the same the previous
 	 * resolution holds, because an entry can only change its own directory's children, never
 	 * the path that leads to it. */
 	if (ap->cache_key && strcmp(ap->cache_key, dir) == 0)
 		return ap->cache_fd;
-	free(ap->cache_key);
-	free(ap->cache_res);
-	ap->cache_key = ap->cache_res = NULL;
-	ap->cache_fd = safe_close(ap->cache_fd);
-	_cleanup_free_ char *res = NULL;
+	size_t keep = 0;
+	while (ap->cache_key && !ap->cache_owned && keep < ap->n_chain) {
+		size_t end = ap->chain_end[keep];
+		if (strncmp(dir, ap->cache_key, end) != 0 || (dir[end] != '/' && dir[end] != '\0'))
+			break;
+		keep++;
+	}
+	chain_cut(ap, keep);
+	parent_forget(ap);
+	_cleanup_free_ char *key = strdup(dir), *res = NULL;
+	if (!key)
+		return err_set(reterr, -ENOMEM, "'%s': out of memory", dir);
+	if (chain_descend(ap, dir))
+		return parent_chain(ap, &key, reterr);
+	/* A symlink on the way, or directories to make. */
+	chain_cut(ap, 0);
 	int r = root_path(ap->rootfd, dir, true, &res);
 	if (r < 0)
 		return err_errno(reterr, r, "resolve '%s'", dir);
-	int fd = mkparent(ap, res, reterr);
+	int fd = create ? mkparent(ap, res, reterr)
+	                : fs_openat(ap->rootfd, res, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, NULL);
 	if (fd < 0)
-		return fd;
-	ap->cache_key = strdup(dir);
-	if (!ap->cache_key) {
+		return create ? fd : -ENOENT;
+	if (strcmp(res, dir) == 0 && chain_descend(ap, dir)) {
 		safe_close(fd);
-		return err_set(reterr, -ENOMEM, "'%s': out of memory", dir);
+		return parent_chain(ap, &key, reterr);
 	}
+	chain_cut(ap, 0);
+	ap->cache_key = TAKE_PTR(key);
 	ap->cache_res = TAKE_PTR(res);
 	ap->cache_fd = fd;
+	ap->cache_owned = true;
 	return fd;
+}
+
+/*
+ * Whether an object created in the current parent gets exactly the owner (this process's ids)
+ * and mode (the mode asked for, less the umask) it is created with: the parent has no setgid
+ * bit (which would hand down its group, and to directories the bit) and no default ACL (which
+ * replaces the umask).
+ */
+static bool parent_plain(struct apply *ap)
+{
+	if (ap->plain < 0) {
+		struct stat st;
+		char v;
+		ap->plain = fstat(ap->cache_fd, &st) == 0 && !(st.st_mode & S_ISGID) &&
+		            fgetxattr(ap->cache_fd, "system.posix_acl_default", &v, 0) < 0 &&
+		            (errno == ENODATA || errno == EOPNOTSUPP);
+	}
+	return ap->plain;
+}
+
+/* The umask, read without changing it (umask(2) cannot); 0777 when unknown. */
+static mode_t read_umask(void)
+{
+	_cleanup_fclose_ FILE *f = fopen("/proc/self/status", "re");
+	char line[128];
+	unsigned m;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Umask: %o", &m) == 1)
+			return (mode_t)m & 0777;
+	return 0777;
 }
 
 /* ---- whiteouts ---- */
@@ -386,14 +517,18 @@ static int set_xattrs(struct apply *ap, struct archive_entry *e, int fd, int pfd
 
 /*
  * Owner, xattrs, mode, times (not for directories: see restore_dir_times) of the entry @base in
- * @pfd, through @fd when the caller has one open on it (a file or a directory).
+ * @pfd, through @fd when the caller has one open on it (a file or a directory). @fresh is the
+ * type (S_IFREG, S_IFDIR, S_IFLNK) of an object this layer just created with the entry's
+ * permission bits (0777 of them), or 0 for anything else; a fresh object in a plain parent skips
+ * the stat and the chown and chmod that would change nothing.
  */
 static int set_meta(struct apply *ap, struct archive_entry *e, int pfd, const char *base, int fd,
-                    const char *path, cairn_error **reterr)
+                    mode_t fresh, const char *path, cairn_error **reterr)
 {
-	struct stat st;
-	if ((fd >= 0 ? fstat(fd, &st) : fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW)) < 0)
+	struct stat st = {.st_mode = fresh};
+	if (!fresh && (fd >= 0 ? fstat(fd, &st) : fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW)) < 0)
 		return err_errno(reterr, -errno, "stat '%s'", path);
+	bool plain = fresh && parent_plain(ap);
 	_cleanup_close_ int own = -EBADF;
 	if (fd < 0 && S_ISREG(st.st_mode)) {
 		own = openat(pfd, base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -401,9 +536,9 @@ static int set_meta(struct apply *ap, struct archive_entry *e, int pfd, const ch
 			return err_errno(reterr, -errno, "open '%s'", path);
 		fd = own;
 	}
-	if (!ap->opts->no_same_owner) {
-		uid_t uid = (uid_t)archive_entry_uid(e);
-		gid_t gid = (gid_t)archive_entry_gid(e);
+	uid_t uid = (uid_t)archive_entry_uid(e);
+	gid_t gid = (gid_t)archive_entry_gid(e);
+	if (!ap->opts->no_same_owner && !(plain && uid == ap->uid && gid == ap->gid)) {
 		if ((fd >= 0 ? fchown(fd, uid, gid)
 		             : fchownat(pfd, base, uid, gid, AT_SYMLINK_NOFOLLOW)) < 0)
 			return err_errno(reterr, -errno, "chown '%s' to %u:%u%s", path, uid, gid,
@@ -415,7 +550,11 @@ static int set_meta(struct apply *ap, struct archive_entry *e, int pfd, const ch
 	if (r < 0)
 		return r;
 	mode_t perm = archive_entry_perm(e) & 07777;
-	if (!S_ISLNK(st.st_mode) &&
+	/* The mode it was created with stands unless a special bit, the umask or an ACL xattr
+	 * (which moves the group bits) says otherwise. */
+	bool as_created = plain && !(perm & 07000) && !(perm & ap->umask) &&
+	                  archive_entry_xattr_count(e) == 0;
+	if (!S_ISLNK(st.st_mode) && !as_created &&
 	    (fd >= 0 ? fchmod(fd, perm) : fchmodat(pfd, base, perm, AT_SYMLINK_NOFOLLOW)) < 0)
 		return err_errno(reterr, -errno, "chmod '%s' to %04o", path, perm);
 	if (S_ISDIR(st.st_mode))
@@ -429,10 +568,19 @@ static int set_meta(struct apply *ap, struct archive_entry *e, int pfd, const ch
 
 /* ---- objects ---- */
 
+/* Zero runs shorter than this are written: a hole saves nothing below a page. */
+#define ZERO_BLOCK_MIN 4096
+
+static bool all_zero(const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	return p[0] == 0 && memcmp(p, p + 1, len - 1) == 0;
+}
+
 static int write_data(struct apply *ap, struct archive_entry *e, int fd, const char *path,
                       cairn_error **reterr)
 {
-	int64_t end = 0;
+	int64_t end = 0, written = 0;
 	for (;;) {
 		const void *buf;
 		size_t len;
@@ -444,6 +592,13 @@ static int write_data(struct apply *ap, struct archive_entry *e, int fd, const c
 			archive_fail(ap, reterr, "read data");
 			return err_prefix(reterr, "write '%s'", path);
 		}
+		if (off + (int64_t)len > end)
+			end = off + (int64_t)len;
+		/* The file is new: a block of zeros need not be written, a hole reads the same. */
+		if (len >= ZERO_BLOCK_MIN && all_zero(buf, len))
+			continue;
+		if (off + (int64_t)len > written)
+			written = off + (int64_t)len;
 		for (size_t done = 0; done < len;) {
 			ssize_t n = pwrite(fd, (const char *)buf + done, len - done,
 			                   (off_t)(off + (int64_t)done));
@@ -453,38 +608,45 @@ static int write_data(struct apply *ap, struct archive_entry *e, int fd, const c
 				return err_errno(reterr, n < 0 ? -errno : -EIO, "write '%s'", path);
 			done += (size_t)n;
 		}
-		if (off + (int64_t)len > end)
-			end = off + (int64_t)len;
 	}
-	/* A sparse file may end in a hole. */
-	if (archive_entry_size_is_set(e) && archive_entry_size(e) > end &&
-	    ftruncate(fd, archive_entry_size(e)) < 0)
+	/* A sparse file, or one whose last block was zeros, ends in a hole. */
+	if (archive_entry_size_is_set(e) && archive_entry_size(e) > end)
+		end = archive_entry_size(e);
+	if (end > written && ftruncate(fd, end) < 0)
 		return err_errno(reterr, -errno, "truncate '%s'", path);
 	return 0;
 }
 
+/* The create_* functions: with @probe, a name that is taken is -EEXIST with no message. */
+
 static int create_file(struct apply *ap, struct archive_entry *e, int pfd, const char *base,
-                       const char *path, cairn_error **reterr)
+                       bool probe, const char *path, cairn_error **reterr)
 {
 	_cleanup_close_ int fd =
-		openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	               archive_entry_perm(e) & 0777);
+	if (fd < 0 && probe && errno == EEXIST)
+		return -EEXIST;
 	if (fd < 0)
 		return err_errno(reterr, -errno, "create '%s'", path);
 	int r = write_data(ap, e, fd, path, reterr);
 	if (r < 0)
 		return r;
-	return set_meta(ap, e, pfd, base, fd, path, reterr);
+	return set_meta(ap, e, pfd, base, fd, S_IFREG, path, reterr);
 }
 
 static int create_dir(struct apply *ap, struct archive_entry *e, int pfd, const char *base,
-                      const char *path, bool replaced_whiteout, cairn_error **reterr)
+                      bool probe, const char *path, bool replaced_whiteout, cairn_error **reterr)
 {
-	if (mkdirat(pfd, base, 0700) < 0 && errno != EEXIST)
+	bool made = mkdirat(pfd, base, archive_entry_perm(e) & 0777) == 0;
+	if (!made && probe && errno == EEXIST)
+		return -EEXIST;
+	if (!made && errno != EEXIST)
 		return err_errno(reterr, -errno, "create directory '%s'", path);
 	_cleanup_close_ int fd = openat(pfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return err_errno(reterr, -errno, "open directory '%s'", path);
-	int r = set_meta(ap, e, pfd, base, fd, path, reterr);
+	int r = set_meta(ap, e, pfd, base, fd, made ? S_IFDIR : 0, path, reterr);
 	if (r < 0)
 		return r;
 	/* A directory that replaces a whiteout in the same layer replaces the lower directory
@@ -511,18 +673,21 @@ static int create_node(struct apply *ap, struct archive_entry *e, int pfd, const
 			return 0;
 		return err_errno(reterr, -errno, "create device '%s'", path);
 	}
-	return set_meta(ap, e, pfd, base, -1, path, reterr);
+	return set_meta(ap, e, pfd, base, -1, 0, path, reterr);
 }
 
 static int create_symlink(struct apply *ap, struct archive_entry *e, int pfd, const char *base,
-                          const char *path, cairn_error **reterr)
+                          bool probe, const char *path, cairn_error **reterr)
 {
 	const char *target = archive_entry_symlink(e);
 	if (!target)
 		return err_set(reterr, CAIRN_ECORRUPT, "symlink '%s' has no target", path);
-	if (symlinkat(target, pfd, base) < 0)
+	if (symlinkat(target, pfd, base) < 0) {
+		if (probe && errno == EEXIST)
+			return -EEXIST;
 		return err_errno(reterr, -errno, "create symlink '%s'", path);
-	return set_meta(ap, e, pfd, base, -1, path, reterr);
+	}
+	return set_meta(ap, e, pfd, base, -1, S_IFLNK, path, reterr);
 }
 
 /* Copy the object @name of directory @sdfd (stat @st) into @ddfd, with owner, mode, xattrs and
@@ -693,7 +858,7 @@ static int create_hardlink(struct apply *ap, struct archive_entry *e, int pfd, c
 		}
 		return err_errno(reterr, err, "hardlink '%s' to '%s'", path, link);
 	}
-	return set_meta(ap, e, pfd, base, -1, path, reterr);
+	return set_meta(ap, e, pfd, base, -1, 0, path, reterr);
 }
 
 /* ---- entries ---- */
@@ -704,13 +869,24 @@ static int create(struct apply *ap, struct archive_entry *e, int pfd, const char
 	mode_t type = archive_entry_filetype(e);
 	bool hardlink = archive_entry_hardlink(e) != NULL;
 	bool dir = !hardlink && type == AE_IFDIR;
+	/* First as if the name were free, as it nearly always is: a taken name (EEXIST) then costs
+	 * what the stat that would otherwise come first costs. */
+	int r = -EEXIST;
+	if (!hardlink && type == AE_IFREG)
+		r = create_file(ap, e, pfd, base, true, path, reterr);
+	else if (dir)
+		r = create_dir(ap, e, pfd, base, true, path, false, reterr);
+	else if (!hardlink && type == AE_IFLNK)
+		r = create_symlink(ap, e, pfd, base, true, path, reterr);
+	if (r != -EEXIST)
+		return r;
 	struct stat old;
 	bool exists = fstatat(pfd, base, &old, AT_SYMLINK_NOFOLLOW) == 0;
 	if (!exists && errno != ENOENT)
 		return err_errno(reterr, -errno, "stat '%s'", path);
 	bool replaced_whiteout = exists && overlay(ap) && is_whiteout(&old);
 	if (exists && !(dir && S_ISDIR(old.st_mode))) {
-		int r = fs_rm_rf(pfd, base, reterr);
+		r = fs_rm_rf(pfd, base, reterr);
 		if (r < 0)
 			return r;
 	}
@@ -718,11 +894,11 @@ static int create(struct apply *ap, struct archive_entry *e, int pfd, const char
 		return create_hardlink(ap, e, pfd, base, path, reterr);
 	switch (type) {
 	case AE_IFREG:
-		return create_file(ap, e, pfd, base, path, reterr);
+		return create_file(ap, e, pfd, base, false, path, reterr);
 	case AE_IFDIR:
-		return create_dir(ap, e, pfd, base, path, replaced_whiteout && dir, reterr);
+		return create_dir(ap, e, pfd, base, false, path, replaced_whiteout && dir, reterr);
 	case AE_IFLNK:
-		return create_symlink(ap, e, pfd, base, path, reterr);
+		return create_symlink(ap, e, pfd, base, false, path, reterr);
 	case AE_IFCHR:
 	case AE_IFBLK:
 	case AE_IFIFO:
@@ -753,7 +929,7 @@ static int apply_entry(struct apply *ap, struct archive_entry *e, const char *na
 		return err_set(reterr, CAIRN_ECORRUPT,
 		               "invalid archive: whiteout '%s' names no entry of its directory",
 		               path);
-	int pfd = parent(ap, dir, reterr);
+	int pfd = parent(ap, dir, true, reterr);
 	if (pfd < 0)
 		return pfd;
 	if (wh)
@@ -824,9 +1000,9 @@ static void apply_done(struct apply *ap)
 	for (size_t i = 0; i < ap->n_dirs; i++)
 		free(ap->dirs[i].path);
 	free(ap->dirs);
-	free(ap->cache_key);
-	free(ap->cache_res);
-	safe_close(ap->cache_fd);
+	parent_forget(ap);
+	chain_cut(ap, 0);
+	safe_close(ap->root_dfd);
 }
 
 static int apply_run(struct apply *ap, struct layer_apply_result *ret, cairn_error **reterr)
@@ -835,6 +1011,9 @@ static int apply_run(struct apply *ap, struct layer_apply_result *ret, cairn_err
 	if (want && !digest_valid(want))
 		return err_set(reterr, -EINVAL, "expected diffID '%s' is not a sha256 digest",
 		               want);
+	ap->root_dfd = fs_openat(ap->rootfd, "", O_RDONLY | O_DIRECTORY, 0, reterr);
+	if (ap->root_dfd < 0)
+		return ap->root_dfd;
 	int r = apply_stream(ap, reterr);
 	if (r < 0)
 		return r;
@@ -875,6 +1054,11 @@ int layer_apply_reader(int rootfd, layer_reader *reader, const struct layer_appl
 		.opts = opts,
 		.reader = reader,
 		.cache_fd = -EBADF,
+		.root_dfd = -EBADF,
+		.plain = -1,
+		.uid = geteuid(),
+		.gid = getegid(),
+		.umask = read_umask(),
 		.userns = -1,
 	};
 	locale_t old = locale_push();
@@ -891,7 +1075,9 @@ int layer_apply(int rootfd, int fd, const struct layer_apply_opts *opts,
 {
 	struct layer_reader_opts ropts = {
 		.what = opts ? opts->what : NULL,
-		.compressed_digest = true,
+		/* Only a caller that asks for the result needs the blob's digest. */
+		.compressed_digest = ret != NULL,
+		.threaded = true,
 		.progress = opts ? opts->progress : NULL,
 		.userdata = opts ? opts->userdata : NULL,
 	};

@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: MIT */
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,6 +16,12 @@
 
 #define BUF_SIZE (128 * 1024)
 
+/* Threaded reading: the decoder runs ahead by up to SLOTS buffers of SLOT_SIZE bytes. A slot is
+ * handed over once less than SLOT_MIN_ROOM is left in it, so hand-overs stay rare. */
+#define SLOTS         4
+#define SLOT_SIZE     (1024 * 1024)
+#define SLOT_MIN_ROOM (64 * 1024)
+
 /* Go's gzip reader and ours agree: only the deflate method (08) is gzip. */
 static const uint8_t gzip_magic[3] = {0x1f, 0x8b, 0x08};
 static const uint8_t zstd_magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
@@ -22,6 +30,12 @@ static const uint8_t zstd_magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
 static const uint8_t gzip_header[10] = {0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff};
 
 static atomic_bool force_zlib;
+static atomic_bool force_direct;
+
+void layer_force_direct(bool on)
+{
+	atomic_store(&force_direct, on);
+}
 
 void layer_force_zlib(bool on)
 {
@@ -125,15 +139,38 @@ struct layer_reader {
 	bool ended;    /* the end of the uncompressed stream was delivered */
 	bool between;  /* gzip: a member ended; the next bytes must start another or be EOF */
 	size_t zstd_r; /* last ZSTD_decompressStream() result: 0 when a frame is complete */
-	int failed;
 	bool hash_compressed;
 	hasher *diff_h, *comp_h;
 	uint8_t *in, *out;
+	uint8_t *obuf; /* where the decoders write: out, or a slot */
+	size_t ocap;
 	size_t in_pos, in_len;
 	bool in_eof;
 	uint64_t in_total, out_total;
 	layer_progress_fn progress;
 	void *userdata;
+	/*
+	 * Threaded mode: a producer thread reads and decodes into slots[tail...]; the caller's
+	 * thread reads slots[head...]. count = slots filled, the one the caller holds included
+	 * (libarchive may point into it until the next read). Everything below mu is guarded by
+	 * it; the decoder state above belongs to the producer until it set prod_done.
+	 */
+	bool threaded;
+	bool thread_started;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	struct slot {
+		uint8_t *buf;
+		size_t len;
+		uint64_t in_total; /* compressed bytes read when the slot was filled */
+	} slots[SLOTS];
+	unsigned head, tail, count;
+	bool held, stop, prod_done;
+	bool hash_in_producer; /* diffID hashed by the producer (else by the caller) */
+	int ufailed;           /* the caller's side: the code the stream failed with */
+	int prod_err;
+	cairn_error *prod_e;
 	z_stream z;
 	bool z_init;
 #if HAVE_ISAL
@@ -158,6 +195,7 @@ int layer_reader_new(int fd, const struct layer_reader_opts *opts, layer_reader 
 		return err_set(reterr, -ENOMEM, "read '%s': out of memory",
 		               opts->what ? opts->what : "layer");
 	r->fd = fd;
+	r->threaded = opts->threaded && !atomic_load(&force_direct);
 	r->hash_compressed = opts->compressed_digest;
 	r->progress = opts->progress;
 	r->userdata = opts->userdata;
@@ -177,6 +215,18 @@ layer_reader *layer_reader_free(layer_reader *r)
 {
 	if (!r)
 		return NULL;
+	if (r->thread_started) {
+		pthread_mutex_lock(&r->mu);
+		r->stop = true;
+		pthread_cond_broadcast(&r->cond);
+		pthread_mutex_unlock(&r->mu);
+		pthread_join(r->thread, NULL);
+		pthread_mutex_destroy(&r->mu);
+		pthread_cond_destroy(&r->cond);
+	}
+	for (size_t i = 0; i < SLOTS; i++)
+		free(r->slots[i].buf);
+	cairn_error_free(r->prod_e);
 	if (r->z_init)
 		inflateEnd(&r->z);
 #if HAVE_ISAL
@@ -220,7 +270,6 @@ void layer_reader_digests(const layer_reader *r, digest *ret_diffid, digest *ret
 static int fail(layer_reader *r, cairn_error **reterr, int code, const char *msg,
                 const char *detail)
 {
-	r->failed = code;
 	if (code == CAIRN_ECORRUPT)
 		return err_set(reterr, code, "read layer '%s' (%s): %s%s", rwhat(r),
 		               layer_compression_name(r->comp), msg ? msg : "",
@@ -250,7 +299,7 @@ static int fill(layer_reader *r, cairn_error **reterr)
 			hasher_update(r->comp_h, r->in + r->in_len, (size_t)n);
 		r->in_len += (size_t)n;
 		r->in_total += (uint64_t)n;
-		if (r->progress)
+		if (r->progress && !r->threaded)
 			r->progress(r->in_total, r->userdata);
 		break;
 	}
@@ -343,15 +392,15 @@ static ssize_t step_isal(layer_reader *r, cairn_error **reterr)
 	struct inflate_state *s = r->isal;
 	s->next_in = r->in + r->in_pos;
 	s->avail_in = (uint32_t)(r->in_len - r->in_pos);
-	s->next_out = r->out;
-	s->avail_out = BUF_SIZE;
+	s->next_out = r->obuf;
+	s->avail_out = (uint32_t)r->ocap;
 	int k = isal_inflate(s);
 	r->in_pos = r->in_len - s->avail_in;
 	if (k < 0 || k == ISAL_NEED_DICT)
 		return fail(r, reterr, CAIRN_ECORRUPT, isal_error(k), NULL);
 	if (s->block_state == ISAL_BLOCK_FINISH)
 		r->between = true;
-	return (ssize_t)(BUF_SIZE - s->avail_out);
+	return (ssize_t)(r->ocap - s->avail_out);
 }
 #endif
 
@@ -359,8 +408,8 @@ static ssize_t step_zlib(layer_reader *r, cairn_error **reterr)
 {
 	r->z.next_in = r->in + r->in_pos;
 	r->z.avail_in = (uInt)(r->in_len - r->in_pos);
-	r->z.next_out = r->out;
-	r->z.avail_out = BUF_SIZE;
+	r->z.next_out = r->obuf;
+	r->z.avail_out = (uInt)r->ocap;
 	int k = inflate(&r->z, Z_NO_FLUSH);
 	r->in_pos = r->in_len - r->z.avail_in;
 	if (k == Z_STREAM_END)
@@ -370,13 +419,13 @@ static ssize_t step_zlib(layer_reader *r, cairn_error **reterr)
 	else if (k != Z_OK && k != Z_BUF_ERROR)
 		return fail(r, reterr, CAIRN_ECORRUPT, "",
 		            r->z.msg ? r->z.msg : "invalid deflate data");
-	return (ssize_t)(BUF_SIZE - r->z.avail_out);
+	return (ssize_t)(r->ocap - r->z.avail_out);
 }
 
 static ssize_t step_zstd(layer_reader *r, cairn_error **reterr)
 {
 	ZSTD_inBuffer in = {r->in + r->in_pos, r->in_len - r->in_pos, 0};
-	ZSTD_outBuffer out = {r->out, BUF_SIZE, 0};
+	ZSTD_outBuffer out = {r->obuf, r->ocap, 0};
 	size_t k = ZSTD_decompressStream(r->zd, &out, &in);
 	r->in_pos += in.pos;
 	if (ZSTD_isError(k))
@@ -422,40 +471,174 @@ static ssize_t decode(layer_reader *r, cairn_error **reterr)
 	}
 }
 
-ssize_t layer_reader_read(layer_reader *r, const void **ret_buf, cairn_error **reterr)
+/* The next chunk of the stream, decoded into r->obuf (at most r->ocap bytes) or, for a plain
+ * tar, pointing into the input buffer (at most r->ocap bytes too); 0 at the end. */
+static ssize_t next_chunk(layer_reader *r, const void **ret_buf, cairn_error **reterr)
 {
-	if (r->failed)
-		return err_set(reterr, r->failed, "read layer '%s': the stream failed earlier",
-		               rwhat(r));
-	if (r->ended)
-		return 0;
 	if (!r->started) {
 		int k = start(r, reterr);
 		if (k < 0)
 			return k;
 	}
-	ssize_t n;
-	if (r->comp == LAYER_COMPRESSION_NONE) {
-		if (r->in_pos == r->in_len) {
-			r->in_pos = r->in_len = 0;
-			if (!r->in_eof) {
-				int k = fill(r, reterr);
-				if (k < 0)
-					return k;
-			}
-		}
-		n = (ssize_t)(r->in_len - r->in_pos);
-		*ret_buf = r->in + r->in_pos;
-		r->in_pos = r->in_len;
-	} else {
-		n = decode(r, reterr);
-		if (n < 0)
-			return n;
-		*ret_buf = r->out;
+	if (r->comp != LAYER_COMPRESSION_NONE) {
+		*ret_buf = r->obuf;
+		return decode(r, reterr);
 	}
+	if (r->in_pos == r->in_len) {
+		r->in_pos = r->in_len = 0;
+		if (!r->in_eof) {
+			int k = fill(r, reterr);
+			if (k < 0)
+				return k;
+		}
+	}
+	size_t n = r->in_len - r->in_pos;
+	if (n > r->ocap)
+		n = r->ocap;
+	*ret_buf = r->in + r->in_pos;
+	r->in_pos += n;
+	return (ssize_t)n;
+}
+
+/* Producer thread: fills slots until the stream ends, fails, or the reader is freed. */
+static void *produce(void *userdata)
+{
+	layer_reader *r = userdata;
+	cairn_error *e = NULL;
+	int err = 0;
+	bool eof = false;
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		while (r->count == SLOTS && !r->stop)
+			pthread_cond_wait(&r->cond, &r->mu);
+		if (r->stop)
+			break;
+		struct slot *s = &r->slots[r->tail];
+		pthread_mutex_unlock(&r->mu);
+		size_t filled = 0;
+		while (SLOT_SIZE - filled >= SLOT_MIN_ROOM) {
+			const void *buf;
+			r->obuf = s->buf + filled;
+			r->ocap = SLOT_SIZE - filled;
+			ssize_t n = next_chunk(r, &buf, &e);
+			if (n <= 0) {
+				err = (int)n;
+				eof = n == 0;
+				break;
+			}
+			if (buf != r->obuf)
+				memcpy(r->obuf, buf, (size_t)n);
+			filled += (size_t)n;
+		}
+		/* gzip inflates slower than this thread can hash, zstd faster: hash the diffID on
+		 * the side that has time for it. */
+		bool hash = r->comp != LAYER_COMPRESSION_GZIP;
+		if (hash)
+			hasher_update(r->diff_h, s->buf, filled);
+		pthread_mutex_lock(&r->mu);
+		r->hash_in_producer = hash;
+		if (filled > 0) {
+			s->len = filled;
+			s->in_total = r->in_total;
+			r->tail = (r->tail + 1) % SLOTS;
+			r->count++;
+		}
+		if (err < 0 || eof) {
+			r->prod_done = true;
+			r->prod_err = err;
+			r->prod_e = TAKE_PTR(e);
+		}
+		pthread_cond_broadcast(&r->cond);
+		if (err < 0 || eof)
+			break;
+	}
+	pthread_mutex_unlock(&r->mu);
+	cairn_error_free(e);
+	return NULL;
+}
+
+/* Starts the producer. 0 when it runs; 1 when no thread could be made (read directly then). */
+static int start_thread(layer_reader *r, cairn_error **reterr)
+{
+	for (size_t i = 0; i < SLOTS; i++)
+		if (!(r->slots[i].buf = malloc(SLOT_SIZE)))
+			return err_set(reterr, -ENOMEM, "read '%s': out of memory", rwhat(r));
+	if (pthread_mutex_init(&r->mu, NULL) != 0)
+		return 1;
+	if (pthread_cond_init(&r->cond, NULL) != 0) {
+		pthread_mutex_destroy(&r->mu);
+		return 1;
+	}
+	/* Signals stay with the caller's threads. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int k = pthread_create(&r->thread, NULL, produce, r);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (k != 0) {
+		pthread_cond_destroy(&r->cond);
+		pthread_mutex_destroy(&r->mu);
+		return 1;
+	}
+	r->thread_started = true;
+	return 0;
+}
+
+static ssize_t read_threaded(layer_reader *r, const void **ret_buf, cairn_error **reterr)
+{
+	pthread_mutex_lock(&r->mu);
+	if (r->held) {
+		r->head = (r->head + 1) % SLOTS;
+		r->count--;
+		r->held = false;
+		pthread_cond_broadcast(&r->cond);
+	}
+	while (r->count == 0 && !r->prod_done)
+		pthread_cond_wait(&r->cond, &r->mu);
+	if (r->count == 0) {
+		int err = r->prod_err;
+		pthread_mutex_unlock(&r->mu);
+		/* The producer is done: its error object is no longer touched. */
+		if (err < 0)
+			return err_set(reterr, err, "%s", cairn_error_message(r->prod_e));
+		return 0;
+	}
+	struct slot *s = &r->slots[r->head];
+	r->held = true;
+	pthread_mutex_unlock(&r->mu);
+	*ret_buf = s->buf;
+	if (r->progress)
+		r->progress(s->in_total, r->userdata);
+	return (ssize_t)s->len;
+}
+
+ssize_t layer_reader_read(layer_reader *r, const void **ret_buf, cairn_error **reterr)
+{
+	if (r->ufailed)
+		return err_set(reterr, r->ufailed, "read layer '%s': the stream failed earlier",
+		               rwhat(r));
+	if (r->ended)
+		return 0;
+	if (r->threaded && !r->thread_started) {
+		int k = start_thread(r, reterr);
+		if (k < 0)
+			return r->ufailed = k;
+		r->threaded = k == 0;
+	}
+	ssize_t n;
+	if (r->threaded) {
+		n = read_threaded(r, ret_buf, reterr);
+	} else {
+		r->obuf = r->out;
+		r->ocap = BUF_SIZE;
+		n = next_chunk(r, ret_buf, reterr);
+	}
+	if (n < 0)
+		return r->ufailed = (int)n;
 	if (n == 0)
 		r->ended = true;
-	hasher_update(r->diff_h, *ret_buf, (size_t)n);
+	if (!r->threaded || !r->hash_in_producer)
+		hasher_update(r->diff_h, *ret_buf, (size_t)n);
 	r->out_total += (uint64_t)n;
 	return n;
 }

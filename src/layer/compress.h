@@ -9,7 +9,8 @@
  * zlib otherwise; concatenated gzip members are one stream. zstd is decoded by libzstd's streaming
  * API; concatenated and skippable frames are fine. While the bytes stream through, the reader
  * hashes the uncompressed stream (the diffID) and, when asked, the compressed one (the blob
- * digest). Memory is bounded: two 128 KiB buffers plus the decoder's state; zstd frames whose
+ * digest). Memory is bounded: two 128 KiB buffers (plus four 1 MiB ones when threaded) and the
+ * decoder's state; zstd frames whose
  * window exceeds LAYER_ZSTD_WINDOW_LOG_MAX are refused rather than decoded with more memory.
  *
  * Writing compresses a stream into an fd with gzip (ISA-L for levels 1-3 when present, zlib
@@ -71,6 +72,10 @@ const char *layer_media_type(layer_compression c);
  */
 void layer_force_zlib(bool on);
 
+/* layer_force_direct() - for tests: ignore opts->threaded (@on true), so that every reader decodes
+ * on its caller's thread; process-wide. */
+void layer_force_direct(bool on);
+
 /* layer_have_isal() - whether gzip currently runs on ISA-L (built in and not forced off). */
 bool layer_have_isal(void);
 
@@ -84,8 +89,17 @@ typedef void (*layer_progress_fn)(uint64_t compressed_bytes, void *userdata);
 struct layer_reader_opts {
 	const char *what;           /* the blob's name for messages (its digest); may be NULL */
 	bool compressed_digest;     /* also hash the compressed bytes */
-	layer_progress_fn progress; /* may be NULL */
+	layer_progress_fn progress; /* may be NULL; always called on the caller's thread */
 	void *userdata;
+	/*
+	 * Read and decode on a thread of the reader's own, up to 4 MiB ahead of the caller (four
+	 * 1 MiB buffers), so that inflating overlaps with what the caller does with the bytes.
+	 * The diffID is hashed on whichever side has time for it (the caller's for gzip, the
+	 * reader's for zstd and plain tars). Without a thread (pthread_create failing) the reader
+	 * falls back to reading on the caller's thread. In this mode the digests, sizes and
+	 * compression are only meaningful at the end of the stream.
+	 */
+	bool threaded;
 };
 
 /*

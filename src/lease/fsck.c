@@ -234,6 +234,21 @@ static int check_record_snapshot(struct fsck *f, const char *id, const char *drv
 	              id, snapshot, drv);
 }
 
+/*
+ * Whether mutable @id is half way through a finalize that a crash interrupted: its active snapshot
+ * was committed under the id of its immutable, the rows did not change yet. Not a problem: the
+ * next open of the cache completes it (cache/repair.c, roll_forward).
+ */
+static bool finalize_pending(struct fsck *f, const char *id, const char *drv)
+{
+	struct meta_record row = {0};
+	bool pending = meta_record_get(f->tx, id, &row, NULL) > 0 &&
+	               row.kind == META_RECORD_MUTABLE && row.equal_immutable &&
+	               snapshot_exists(f, drv, row.equal_immutable);
+	meta_record_clear(&row);
+	return pending;
+}
+
 static int check_record(const char *id, const char *drv, const char *snapshot, const char *blob,
                         const char *parent, bool deleted, bool extracted, void *userdata)
 {
@@ -241,7 +256,8 @@ static int check_record(const char *id, const char *drv, const char *snapshot, c
 	int r = 0;
 	if (deleted)
 		return 0; /* a tombstone: the next open of the cache finishes its removal */
-	if (extracted && snapshot && !snapshot_exists(f, drv, snapshot))
+	if (extracted && snapshot && !snapshot_exists(f, drv, snapshot) &&
+	    !finalize_pending(f, id, drv))
 		r = check_record_snapshot(f, id, drv, snapshot, blob);
 	if (r >= 0 && !extracted && blob && !blob_usable(f, blob))
 		r = report(f, "record", id, false,

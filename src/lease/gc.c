@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 
 #include "base/digest.h"
+#include "base/fault.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "cairn/lease.h"
@@ -635,6 +636,8 @@ static void sweep_driver(snapshotter *s, const char *drv, const struct victims *
 			log_debug("gc: %s", cairn_error_message(e));
 			rep->skipped++;
 		}
+		if (r >= 0)
+			fault_point("gc.snapshot-removed");
 		cairn_error_free(e);
 	}
 }
@@ -671,6 +674,8 @@ static void sweep_files(struct gc *g, const struct victims *v, cairn_gc_report *
 		int r = content_delete(g->store->content, v->blobs[i], NULL);
 		if (r < 0 && r != -ENOENT)
 			rep->skipped++;
+		if (r >= 0)
+			fault_point("gc.blob-removed");
 	}
 	for (size_t i = 0; i < v->n_ingests; i++) {
 		int r = content_abort(g->store->content, v->ingests[i], NULL);
@@ -720,8 +725,10 @@ static int run(struct gc *g, struct victims *v, unsigned flags, cairn_gc_report 
 		return 0;
 	/* Metadata first: a crash after it leaves only unreferenced files, which the next gc
 	 * (or the open-time reconcile) removes. */
+	fault_point("gc.marked");
 	if ((r = sweep_meta(g, v)) < 0)
 		return r;
+	fault_point("gc.meta-swept");
 	sweep_snapshots(g, v, rep);
 	sweep_files(g, v, rep);
 	return store_tmpdir_clean(g->store, g->reterr);

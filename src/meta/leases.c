@@ -231,3 +231,41 @@ int meta_mount_refs(meta_tx *tx, meta_mount_ref_fn fn, void *userdata, cairn_err
 	struct mount_ref_walk w = {fn, userdata};
 	return meta_walk(tx, st, mount_ref_row, &w, reterr, "list mounts");
 }
+
+struct hold_walk {
+	meta_lease_hold_fn fn;
+	void *userdata;
+};
+
+static int hold_row(sqlite3_stmt *st, void *userdata, cairn_error **reterr)
+{
+	struct hold_walk *w = userdata;
+	struct meta_lease l;
+	if (read_lease(st, &l) < 0)
+		return err_set(reterr, -ENOMEM, "list lease resources: out of memory");
+	int r = w->fn(&l, col(st, 5), w->userdata);
+	meta_lease_clear(&l);
+	return r;
+}
+
+#define SELECT_HOLDS                                                                               \
+	"SELECT l.id, l.created_at, IFNULL(l.expires_at, 0), IFNULL(l.pid, 0), "                   \
+	"IFNULL(l.pid_start, 0), r.id FROM lease_resources r JOIN leases l ON l.id = r.lease "     \
+	"WHERE r.type = ? "
+
+int meta_lease_holds(meta_tx *tx, const char *type, const char *res, meta_lease_hold_fn fn,
+                     void *userdata, cairn_error **reterr)
+{
+	_cleanup_(meta_finalizep) sqlite3_stmt *st = NULL;
+	int r = meta_prepare_once(tx,
+	                          res ? SELECT_HOLDS "AND r.id = ? ORDER BY l.id"
+	                              : SELECT_HOLDS "ORDER BY l.id, r.id",
+	                          &st, reterr, "list lease resources");
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	if (res)
+		sqlite3_bind_text(st, 2, res, -1, SQLITE_STATIC);
+	struct hold_walk w = {fn, userdata};
+	return meta_walk(tx, st, hold_row, &w, reterr, "list lease resources");
+}

@@ -68,6 +68,15 @@ int meta_lease_resource_remove(meta_tx *tx, const char *id, const char *type, co
 int meta_lease_resources(meta_tx *tx, const char *id, meta_kv_fn fn, void *userdata,
                          cairn_error **reterr);
 
+/* Called once per resource held by a lease (@l and @res borrowed for the call). */
+typedef int (*meta_lease_hold_fn)(const struct meta_lease *l, const char *res, void *userdata);
+
+/* meta_lease_holds() - every resource of type @type (only @res when not NULL) with its lease, in
+ * lease then resource order (dead and expired leases included: the caller judges with
+ * lease_live()). */
+int meta_lease_holds(meta_tx *tx, const char *type, const char *res, meta_lease_hold_fn fn,
+                     void *userdata, cairn_error **reterr);
+
 /* ---- roots and references for gc and fsck (read only) ---- */
 
 /*

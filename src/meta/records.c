@@ -6,7 +6,9 @@
 
 #define RECORD_COLUMNS                                                                             \
 	"r.id, r.snapshotter, r.kind, r.parent, r.equal_mutable, "                                 \
-	"(SELECT i.id FROM records i WHERE i.equal_mutable = r.id), r.snapshot, r.description, "   \
+	"CASE WHEN r.kind = 1 THEN (SELECT i.id FROM records i WHERE i.equal_mutable = r.id) "     \
+	"END, "                                                                                    \
+	"r.snapshot, r.description, "                                                              \
 	"r.record_type, r.layer_type, r.retain, r.deleted, r.extracted, r.created_at, "            \
 	"r.last_used, r.usage_count, r.gen, CASE WHEN r.size_gen = r.gen THEN r.size END, "        \
 	"r.blob, r.diff_id, r.media_type, r.chain_id, r.blob_chain_id "
@@ -168,7 +170,9 @@ int meta_record_list(meta_tx *tx, const char *snapshotter, meta_record_fn fn, vo
 {
 	/* Uncached: @fn may prepare other statements. */
 	_cleanup_(meta_finalizep) sqlite3_stmt *st = NULL;
-	int r = meta_prepare_once(tx, SELECT_RECORD "WHERE r.snapshotter = ? ORDER BY r.id", &st,
+	/* "+": a scan of the table in id order, not a lookup per row through the snapshot index
+	 * and a sort (10x slower with 10,000 rows). */
+	int r = meta_prepare_once(tx, SELECT_RECORD "WHERE +r.snapshotter = ? ORDER BY r.id", &st,
 	                          reterr, "list records");
 	if (r < 0)
 		return r;
@@ -512,4 +516,46 @@ int meta_temp_leases(meta_tx *tx, meta_temp_lease_fn fn, void *userdata, cairn_e
 	sqlite3_bind_text(st, 1, META_LEASE_TEMPORARY, -1, SQLITE_STATIC);
 	struct lease_walk w = {fn, userdata};
 	return meta_walk(tx, st, lease_row, &w, reterr, "list temporary leases");
+}
+
+int meta_record_removable(meta_tx *tx, const char *id, const char *own_lease, bool tags,
+                          struct meta_record_hold *ret, cairn_error **reterr)
+{
+	sqlite3_stmt *st = meta_prepare(
+		tx,
+		"SELECT r.deleted, r.gen, IFNULL(r.last_used, 0), "
+		"EXISTS(SELECT 1 FROM records c WHERE c.parent = r.id AND c.deleted = 0), "
+		"EXISTS(SELECT 1 FROM records i WHERE i.equal_mutable = r.id AND i.deleted = 0), "
+		"EXISTS(SELECT 1 FROM mounts m WHERE m.record = r.id), "
+		"? AND EXISTS(SELECT 1 FROM tags t WHERE t.target = r.id), "
+		"EXISTS(SELECT 1 FROM lease_resources l WHERE l.type = 'record' AND l.id = r.id "
+		"AND l.lease IS NOT ?) FROM records r WHERE r.id = ?",
+		reterr);
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int(st, 1, tags);
+	meta_bind_text(st, 2, own_lease);
+	meta_bind_text(st, 3, id);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*ret = (struct meta_record_hold){
+			.deleted = sqlite3_column_int(st, 0) != 0,
+			.gen = sqlite3_column_int64(st, 1),
+			.last_used = sqlite3_column_int64(st, 2),
+			.children = sqlite3_column_int(st, 3) != 0,
+			.partner = sqlite3_column_int(st, 4) != 0,
+			.mounted = sqlite3_column_int(st, 5) != 0,
+			.tagged = sqlite3_column_int(st, 6) != 0,
+			.leased = sqlite3_column_int(st, 7) != 0,
+		};
+		sqlite3_reset(st);
+		return 1;
+	}
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(st);
+		return 0;
+	}
+	int code = meta_error(tx, rc, reterr, "check record '%s'", id);
+	sqlite3_reset(st);
+	return code;
 }

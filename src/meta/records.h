@@ -94,6 +94,23 @@ int meta_record_children(meta_tx *tx, const char *id, char ***ret_ids, size_t *r
 int meta_record_snapshot_users(meta_tx *tx, const char *snapshotter, const char *snapshot,
                                const char *except, cairn_error **reterr);
 
+/* What may keep a row from being removed, as meta_record_removable() finds it. */
+struct meta_record_hold {
+	bool deleted; /* a tombstone already */
+	int64_t gen, last_used;
+	bool children; /* live rows name it as their parent */
+	bool partner;  /* a live lazy immutable shares its data */
+	bool mounted;  /* a persistent mount holds it */
+	bool tagged;   /* a tag names it (only when asked) */
+	bool leased;   /* a lease other than the caller's holds it (live or not: judge it) */
+};
+
+/* meta_record_removable() - 1 and *@ret filled for row @id, 0 when there is no such row. @tags:
+ * whether to look for tags; @own_lease (may be NULL): a lease whose holds do not count. One
+ * indexed query (prune checks each victim in the transaction that tombstones it). */
+int meta_record_removable(meta_tx *tx, const char *id, const char *own_lease, bool tags,
+                          struct meta_record_hold *ret, cairn_error **reterr);
+
 /* meta_record_finalize() - the lazy immutable @id now owns its data in snapshot @id: clear
  * equal_mutable, set snapshot = @id, bump the generation. -ENOENT when absent. */
 int meta_record_finalize(meta_tx *tx, const char *id, cairn_error **reterr);

@@ -134,6 +134,8 @@ static const char v2[] =
  * what its containerd.io/gc.ref.content labels name, while the tag lives); the GC looks up
  * content labels by key. */
 static const char v3[] = "ALTER TABLE tags ADD COLUMN manifest TEXT;"
-			 "CREATE INDEX content_labels_key ON content_labels(key, digest);";
+			 "CREATE INDEX content_labels_key ON content_labels(key, digest);"
+			 /* Prune asks whether a lease holds a record. */
+			 "CREATE INDEX lease_resources_id ON lease_resources(type, id);";
 
 const char *const meta_migrations[META_SCHEMA_VERSION] = {v1, v2, v3};

@@ -10,10 +10,13 @@
 #include <limits.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache/internal.h"
 #include "cairn/cache.h"
+#include "cairn/lease.h"
 #include "harness.h"
 #include "layer/compress.h"
 #include "layer/diff.h"
@@ -635,4 +638,123 @@ BLOB_TEST(extract_progress)
 	ASSERT_EQ(p.calls, 0u);
 	cairn_ref_free(r2);
 	cairn_ref_free(r1);
+}
+
+/* ---- imports racing prune and gc in another process ---- */
+
+/* A gzip layer with file @name holding @content, written to @path; its digests into *@b. */
+static void layer_file(const char *path, const char *name, const char *content, struct blob *b)
+{
+	char dir[PATH_MAX], file[PATH_MAX + 64];
+	snprintf(dir, sizeof(dir), "%s.d", path);
+	ASSERT_OK(mkdir(dir, 0755));
+	snprintf(file, sizeof(file), "%s/%s", dir, name);
+	test_write_file(file, content);
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	ASSERT_TRUE(dfd >= 0 && fd >= 0);
+	struct layer_writer_opts wo = {.compression = LAYER_COMPRESSION_GZIP,
+	                               .level = LAYER_LEVEL_DEFAULT};
+	layer_writer *w = NULL;
+	ASSERT_OK(layer_writer_new(fd, &wo, &w, ERR));
+	ASSERT_OK(layer_diff(-1, dfd, w, NULL, NULL, ERR));
+	uint64_t size = 0;
+	ASSERT_OK(layer_writer_finish(w, &b->diff_id, &b->digest, NULL, &size, ERR));
+	layer_writer_free(w);
+	b->size = (int64_t)size;
+	close(fd);
+	close(dfd);
+}
+
+/* One import as a process does it: add the blobs, make the chain (sharing its first two layers
+ * with the other variant), extract the top. 0, or -1 with the error printed. */
+static int import_once(struct env *e, char paths[4][PATH_MAX], struct blob *b, int variant)
+{
+	cairn_ref *refs[3] = {NULL, NULL, NULL};
+	cairn_error *err = NULL;
+	int r = 0;
+	for (int k = 0; k < 4 && r >= 0; k++) {
+		int fd = open(paths[k], O_RDONLY | O_CLOEXEC);
+		r = fd < 0 ? -errno
+		           : content_add_fd(e->store->content, fd, b[k].digest.str, NULL, NULL,
+		                            &err);
+		if (fd >= 0)
+			close(fd);
+	}
+	int order[3] = {0, 1, variant ? 3 : 2};
+	for (int k = 0; k < 3 && r >= 0; k++) {
+		cairn_descriptor d = desc_of(&b[order[k]]);
+		r = cairn_cache_get_by_blob(e->c, &d, k ? refs[k - 1] : NULL, &refs[k], &err);
+	}
+	if (r >= 0)
+		r = cairn_ref_extract(refs[2], NULL, NULL, &err);
+	for (int k = 0; k < 3; k++)
+		cairn_ref_free(refs[k]);
+	if (r < 0)
+		fprintf(stderr, "# import failed: %s\n", cairn_error_message(err));
+	cairn_error_free(err);
+	return r < 0 ? -1 : 0;
+}
+
+/*
+ * One process imports chains sharing parents, again and again, while this one runs prune --all
+ * and gc: no import fails (not found or otherwise). CAIRN_RACE_SECONDS (default 3). Runs only
+ * with CAIRN_RACE=1 for now: with prune alone (CAIRN_RACE_NO_GC=1) it passes; with gc in the
+ * loop it still finds failures ("blob not found" in get_by_blob, the active snapshot of an
+ * extract "not found" at its commit), which means gc got ROOT/LOCK exclusively while the
+ * importer had the store open (suspect: the shared-to-exclusive-to-shared flock conversion of
+ * the open-time tmp/ cleanup, which is not atomic). Not fixed yet.
+ */
+BLOB_TEST(import_races_prune_and_gc)
+{
+	if (!getenv("CAIRN_RACE"))
+		test_skip("set CAIRN_RACE=1 (known failures, see the comment)");
+	const char *secs_env = getenv("CAIRN_RACE_SECONDS");
+	int secs = secs_env ? atoi(secs_env) : 3;
+	char paths[4][PATH_MAX];
+	struct blob b[4];
+	for (int k = 0; k < 4; k++) {
+		char content[32];
+		snprintf(paths[k], sizeof(paths[k]), "%s/layer-%d.tar.gz", test_dir, k);
+		snprintf(content, sizeof(content), "layer %d\n", k);
+		layer_file(paths[k], "f", content, &b[k]);
+	}
+	env_close(e);
+	time_t end = time(NULL) + secs;
+	pid_t child = fork();
+	ASSERT_TRUE(child >= 0);
+	if (child == 0) {
+		int n = 0;
+		for (; time(NULL) < end; n++) {
+			struct env ce = *e;
+			env_open(&ce);
+			if (import_once(&ce, paths, b, n % 2) < 0)
+				_exit(1);
+			env_close(&ce);
+		}
+		_exit(n > 0 ? 0 : 2);
+	}
+	int prunes = 0, gcs = 0;
+	while (time(NULL) < end) {
+		env_open(e);
+		cairn_prune_options o = {.version = CAIRN_PRUNE_OPTIONS_VERSION,
+		                         .flags = CAIRN_PRUNE_ALL};
+		ASSERT_TRUE(cairn_cache_prune(e->c, &o, ERR) >= 0);
+		prunes++;
+		env_close(e);
+		cairn_store_options x = {.version = CAIRN_STORE_OPTIONS_VERSION,
+		                         .flags = CAIRN_STORE_EXCLUSIVE | CAIRN_STORE_NOWAIT,
+		                         .snapshotter = e->driver};
+		cairn_store *gs = NULL;
+		if (!getenv("CAIRN_RACE_NO_GC") && cairn_store_open(e->root, &x, &gs, NULL) == 0) {
+			ASSERT_OK(cairn_gc(gs, 0, NULL, ERR));
+			gcs++;
+			cairn_store_close(gs);
+		}
+	}
+	int status = 0;
+	ASSERT_EQ(waitpid(child, &status, 0), child);
+	printf("# race: %d prunes, %d gcs while importing\n", prunes, gcs);
+	ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	env_open(e);
 }

@@ -15,9 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/lockstat.h"
 #include "cache/internal.h"
 #include "cairn/cache.h"
 #include "cairn/content.h"
+#include "cairn/lease.h"
 #include "harness.h"
 #include "meta/records.h"
 #include "meta/snapshots.h"
@@ -948,6 +950,115 @@ CACHE_TEST(dead_process_view)
 	snap_info_free(si);
 }
 
+/* ---- process leases: what another live process holds ---- */
+
+/* The child of process_lease: holds an immutable ref on @base and a mutable on top, writes the
+ * mutable's id to @fd, and waits to be killed. Exits 1 on failure. */
+static void hold_in_child(const char *root, const char *driver, const char *base, int fd)
+{
+	cairn_store_options o = {.version = CAIRN_STORE_OPTIONS_VERSION, .snapshotter = driver};
+	cairn_store *s = NULL;
+	cairn_cache *c = NULL;
+	cairn_ref *b = NULL, *m = NULL;
+	if (cairn_store_open(root, &o, &s, NULL) < 0 || cairn_cache_open(s, &c, NULL) < 0 ||
+	    cairn_cache_get(c, base, 0, &b, NULL) < 0 || cairn_cache_new(c, b, NULL, &m, NULL) < 0)
+		_exit(1);
+	char buf[CACHE_ID_MAX + 2];
+	int n = snprintf(buf, sizeof(buf), "%s\n", cairn_ref_id(m));
+	if (write(fd, buf, (size_t)n) != n)
+		_exit(1);
+	for (;;)
+		pause();
+}
+
+/* Another process's refs (an immutable and a mutable it made) survive prune --all here and keep
+ * gc out; once it is killed, gc deletes its lease and prune removes what it held. */
+CACHE_TEST(process_lease)
+{
+	cairn_ref *a = new_ref(e, NULL, true);
+	cairn_ref *b = commit(a);
+	ASSERT_OK(cairn_ref_finalize(b, ERR));
+	_cleanup_free_ char *bid = id_of(b);
+	cairn_ref_free(a);
+	cairn_ref_free(b);
+	cairn_ref *u = new_ref(e, NULL, true); /* unheld: prune takes it */
+	cairn_ref_free(u);
+	int p[2];
+	ASSERT_OK(pipe(p) < 0 ? -errno : 0);
+	pid_t child = fork();
+	ASSERT_TRUE(child >= 0);
+	if (child == 0) {
+		close(p[0]);
+		hold_in_child(e->root, e->driver, bid, p[1]);
+	}
+	close(p[1]);
+	char mid[CACHE_ID_MAX + 2] = "";
+	ssize_t n = read(p[0], mid, sizeof(mid) - 1);
+	close(p[0]);
+	ASSERT_TRUE(n > 1);
+	mid[n - 1] = '\0';
+	ASSERT_EQ(prune(e, CAIRN_PRUNE_ALL), 1);
+	ASSERT_EQ(row_count(e), 2);
+	DU(e, 2, 0);
+	ASSERT_ERR(cairn_cache_remove(e->c, mid, ERR), -EBUSY);
+	ASSERT_ERRMSG("another process holds it");
+	cairn_ref *r = NULL;
+	ASSERT_ERR(cairn_cache_get_mutable(e->c, mid, &r, ERR), CAIRN_ELOCKED);
+	ASSERT_ERRMSG("another process holds it");
+	/* gc needs the store to itself: the live holder keeps it out. */
+	cairn_store_options x = {.version = CAIRN_STORE_OPTIONS_VERSION,
+	                         .flags = CAIRN_STORE_EXCLUSIVE | CAIRN_STORE_NOWAIT,
+	                         .snapshotter = e->driver};
+	cairn_store *gs = NULL;
+	env_close(e);
+	ASSERT_ERR(cairn_store_open(e->root, &x, &gs, ERR), CAIRN_ELOCKED);
+	kill(child, SIGKILL);
+	ASSERT_EQ(waitpid(child, NULL, 0), child);
+	ASSERT_OK(cairn_store_open(e->root, &x, &gs, ERR));
+	cairn_gc_report rep;
+	ASSERT_OK(cairn_gc(gs, 0, &rep, ERR));
+	ASSERT_EQ(rep.leases, 1);
+	cairn_lease_info *infos = NULL;
+	size_t ni = 0;
+	ASSERT_OK(cairn_lease_list(gs, &infos, &ni, ERR));
+	ASSERT_EQ(ni, 0);
+	cairn_lease_infos_free(infos, ni);
+	gs = cairn_store_close(gs);
+	env_open(e);
+	ASSERT_EQ(row_count(e), 2);
+	ASSERT_EQ(prune(e, CAIRN_PRUNE_ALL), 2);
+	ASSERT_EQ(row_count(e), 0);
+}
+
+/* A process that dies holding refs does not need gc first: its lease is dead, prune goes on. */
+CACHE_TEST(process_lease_dead_holder)
+{
+	cairn_ref *a = new_ref(e, NULL, true);
+	cairn_ref *b = commit(a);
+	ASSERT_OK(cairn_ref_finalize(b, ERR));
+	_cleanup_free_ char *bid = id_of(b);
+	cairn_ref_free(a);
+	cairn_ref_free(b);
+	int p[2];
+	ASSERT_OK(pipe(p) < 0 ? -errno : 0);
+	pid_t child = fork();
+	ASSERT_TRUE(child >= 0);
+	if (child == 0) {
+		close(p[0]);
+		hold_in_child(e->root, e->driver, bid, p[1]);
+	}
+	close(p[1]);
+	char mid[CACHE_ID_MAX + 2] = "";
+	ASSERT_TRUE(read(p[0], mid, sizeof(mid) - 1) > 1);
+	close(p[0]);
+	ASSERT_EQ(prune(e, CAIRN_PRUNE_ALL), 0);
+	kill(child, SIGKILL);
+	ASSERT_EQ(waitpid(child, NULL, 0), child);
+	DU(e, 0, 2);
+	ASSERT_EQ(prune(e, CAIRN_PRUNE_ALL), 2);
+	ASSERT_EQ(row_count(e), 0);
+}
+
 /* ---- persistent mounts ---- */
 
 static int count_mounts(const cairn_mount_info *m, void *userdata)
@@ -1176,7 +1287,8 @@ CACHE_TEST(prune_reports)
 		.version = CAIRN_PRUNE_OPTIONS_VERSION, .fn = report_fn, .userdata = &n};
 	ASSERT_ERR(cairn_cache_prune(e->c, &o, ERR), -ECANCELED);
 	ASSERT_EQ(n, 2);
-	DU(e, 0, 1);
+	/* The three went in one batch: stopping keeps only batches not begun. */
+	DU(e, 0, 0);
 }
 
 /* ---- prune policies: keep_duration, keep_bytes, dry run ---- */
@@ -1468,4 +1580,144 @@ CACHE_TEST(stress)
 	env_reopen(e);
 	ASSERT_EQ(snap_count(e), 0);
 	alarm(0);
+}
+
+/* ==== the issue 7 benchmark (CAIRN_BENCH=1; bench/cache.sh runs it) ==== */
+
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static void fake_digest(char ret[80], const char *what, int i)
+{
+	digest d;
+	char buf[64];
+	int n = snprintf(buf, sizeof(buf), "%s-%d", what, i);
+	digest_buffer(buf, (size_t)n, &d);
+	snprintf(ret, 80, "%s", d.str);
+}
+
+/*
+ * @n records as chains of @depth written straight into the database in one transaction: lazy
+ * (blob only) immutables with recorded sizes, as an image import leaves them; the first
+ * @extracted chains get real (empty) committed snapshots, so that prune removes directories too.
+ */
+static void bench_fill(struct env *e, int n, int depth, int extracted)
+{
+	char blob[80];
+	digest bd;
+	ASSERT_OK(content_add_buffer(e->store->content, "layer", 5, NULL, &bd, ERR));
+	snprintf(blob, sizeof(blob), "%s", bd.str);
+	char prev[CAIRN_RECORD_ID_LEN + 1] = "", prev_snap[80] = "";
+	for (int i = 0; i < extracted; i++) {
+		char key[96], snap[80];
+		fake_digest(snap, "chain", i);
+		snprintf(key, sizeof(key), "%s-active", snap);
+		ASSERT_OK(snap_prepare(e->store->snap, key, i % depth ? prev_snap : NULL, NULL, 0,
+		                       NULL, NULL, ERR));
+		ASSERT_OK(snap_commit(e->store->snap, snap, key, NULL, 0, ERR));
+		snprintf(prev_snap, sizeof(prev_snap), "%s", snap);
+	}
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	ASSERT_OK(meta_tx_begin(e->store->db, &tx, true, ERR));
+	for (int i = 0; i < n; i++) {
+		char id[CAIRN_RECORD_ID_LEN + 1], chain[80], bchain[80], diff[80];
+		cache_new_id(id);
+		fake_digest(chain, "chain", i);
+		fake_digest(bchain, "blobchain", i);
+		fake_digest(diff, "diff", i);
+		struct meta_record rec = {
+			.id = id,
+			.snapshotter = (char *)e->driver,
+			.kind = META_RECORD_IMMUTABLE,
+			.parent = i % depth ? prev : NULL,
+			.snapshot = chain,
+			.extracted = i < extracted,
+			.created_at = meta_now_ns() - (int64_t)(n - i) * 1000000000LL,
+			.blob = blob,
+			.diff_id = diff,
+			.media_type = "application/vnd.oci.image.layer.v1.tar+gzip",
+			.chain_id = chain,
+			.blob_chain_id = bchain,
+		};
+		ASSERT_OK(meta_record_insert(&tx, &rec, ERR));
+		ASSERT_TRUE(meta_record_set_size(&tx, id, 0, 4096 + i, ERR) == 1);
+		snprintf(prev, sizeof(prev), "%s", id);
+	}
+	ASSERT_OK(meta_tx_commit(&tx, ERR));
+}
+
+static int bench_env_int(const char *name, int def)
+{
+	const char *v = getenv(name);
+	return v && *v ? atoi(v) : def;
+}
+
+/*
+ * Opening a store of N records, du over them, and prune --all of them, with the longest hold of
+ * each lock while pruning. Knobs: CAIRN_BENCH_RECORDS (10000), CAIRN_BENCH_DEPTH (5),
+ * CAIRN_BENCH_EXTRACTED (0: records with snapshot directories, the first ones).
+ */
+TEST(bench_cache)
+{
+	if (!getenv("CAIRN_BENCH"))
+		test_skip("set CAIRN_BENCH=1");
+	setenv("CAIRN_LOCKSTAT", "1", 1);
+	int n = bench_env_int("CAIRN_BENCH_RECORDS", 10000);
+	int depth = bench_env_int("CAIRN_BENCH_DEPTH", 5);
+	int extracted = bench_env_int("CAIRN_BENCH_EXTRACTED", 0);
+	struct env env = {.driver = "overlay"};
+	struct env *e = &env;
+	snprintf(e->root, sizeof(e->root), "%s/root", test_dir);
+	env_open(e);
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	bench_fill(e, n, depth, extracted);
+	printf("# bench: %d records (chains of %d, %d extracted) made in %.0f ms\n", n, depth,
+	       extracted, ms_since(&t0));
+	for (int k = 0; k < bench_env_int("CAIRN_BENCH_OPENS", 3); k++) {
+		env_close(e);
+		cairn_store_options o = {.version = CAIRN_STORE_OPTIONS_VERSION,
+		                         .snapshotter = e->driver};
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		ASSERT_OK(cairn_store_open(e->root, &o, &e->store, ERR));
+		double store_ms = ms_since(&t0);
+		ASSERT_OK(cairn_cache_open(e->store, &e->c, ERR));
+		printf("# bench: open store + cache: %.1f ms (store %.1f ms)\n", ms_since(&t0),
+		       store_ms);
+	}
+	for (int k = 0; k < 3; k++) {
+		cairn_record_info *infos = NULL;
+		size_t ni = 0;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		ASSERT_OK(cairn_cache_disk_usage(e->c, NULL, 0, &infos, &ni, ERR));
+		double du_ms = ms_since(&t0);
+		cairn_store_usage su;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		ASSERT_OK(cairn_store_disk_usage(e->store, &su, ERR));
+		printf("# bench: du of %zu records: %.1f ms, + the root walk: %.1f ms\n", ni, du_ms,
+		       ms_since(&t0));
+		ASSERT_EQ(ni, (size_t)n);
+		cairn_record_infos_free(infos, ni);
+	}
+	if (!bench_env_int("CAIRN_BENCH_PRUNE", 1)) {
+		env_close(e);
+		return;
+	}
+	lockstat_reset();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT_EQ(prune(e, CAIRN_PRUNE_ALL), n);
+	double prune_ms = ms_since(&t0);
+	printf("# bench: prune --all of %d records: %.0f ms; longest holds: db-write %.1f ms "
+	       "(%llu transactions), manager %.1f ms (%llu)\n",
+	       n, prune_ms, (double)lockstat_max_ns(LOCKSTAT_DB_WRITE) / 1e6,
+	       (unsigned long long)lockstat_count(LOCKSTAT_DB_WRITE),
+	       (double)lockstat_max_ns(LOCKSTAT_MANAGER) / 1e6,
+	       (unsigned long long)lockstat_count(LOCKSTAT_MANAGER));
+	ASSERT_EQ(row_count(e), 0);
+	ASSERT_EQ(snap_count(e), 0);
+	env_close(e);
 }

@@ -2858,3 +2858,121 @@ TEST(roundtrip_non_ascii_names)
 		ASSERT_TREES_EQ("root", "again2", TL_MTIME);
 	}
 }
+
+/* ---- issue 8: the fast paths give what the plain ones give ---- */
+
+/* A reader on its own thread delivers the same bytes and digests, across many slots. */
+TEST(compress_threaded_reader)
+{
+	size_t len = 9 * 1024 * 1024 + 333; /* more than the four 1 MiB slots */
+	_cleanup_free_ uint8_t *data = test_data(len);
+	_cleanup_close_ int in = fd_from(data, len);
+	layer_compression cs[] = {LAYER_COMPRESSION_GZIP, LAYER_COMPRESSION_ZSTD,
+	                          LAYER_COMPRESSION_NONE};
+	for (size_t i = 0; i < ELEMENTSOF(cs); i++) {
+		_cleanup_close_ int z = compress_fd(in, cs[i], LAYER_LEVEL_DEFAULT);
+		struct layer_reader_opts o = {.what = "sha256:t", .threaded = true};
+		_cleanup_(layer_reader_freep) layer_reader *r = NULL;
+		ASSERT_OK(layer_reader_new(z, &o, &r, ERR));
+		size_t off = 0;
+		const void *buf;
+		ssize_t n;
+		while ((n = layer_reader_read(r, &buf, ERR)) > 0) {
+			ASSERT_TRUE(off + (size_t)n <= len);
+			ASSERT_TRUE(memcmp(buf, data + off, (size_t)n) == 0);
+			off += (size_t)n;
+		}
+		ASSERT_OK(n);
+		ASSERT_EQ(off, len);
+		ASSERT_EQ(layer_reader_compression(r), cs[i]);
+		digest got, want;
+		layer_reader_digests(r, &got, NULL);
+		digest_buffer(data, len, &want);
+		ASSERT_STREQ(got.str, want.str);
+		rewind_fd(in);
+	}
+	/* a corrupt stream fails on the caller's side with the decoder's message */
+	_cleanup_close_ int z = compress_fd(in, LAYER_COMPRESSION_GZIP, LAYER_LEVEL_DEFAULT);
+	size_t zlen;
+	_cleanup_free_ uint8_t *zb = slurp(z, &zlen);
+	_cleanup_close_ int cut = fd_from(zb, zlen / 2);
+	struct layer_reader_opts o = {.what = "sha256:cut", .threaded = true};
+	_cleanup_(layer_reader_freep) layer_reader *r = NULL;
+	ASSERT_OK(layer_reader_new(cut, &o, &r, ERR));
+	ASSERT_ERR(layer_reader_drain(r, ERR), CAIRN_ECORRUPT);
+	ASSERT_ERRMSG("sha256:cut");
+	/* and freeing a reader in the middle of the stream stops its thread */
+	_cleanup_close_ int z2 = compress_fd(in, LAYER_COMPRESSION_ZSTD, LAYER_LEVEL_DEFAULT);
+	layer_reader *r2 = NULL;
+	const void *buf;
+	ASSERT_OK(layer_reader_new(z2, &o, &r2, ERR));
+	ASSERT_TRUE(layer_reader_read(r2, &buf, ERR) > 0);
+	layer_reader_free(r2);
+}
+
+/* A deep tree applied with the directory chain, the create-first path and the skipped
+ * chown/chmod, on its own reader thread, equals the same tree applied on one thread; a symlinked
+ * directory on the way still resolves in the root, and modes the umask would cut are set. */
+TEST(apply_fast_paths_same_tree)
+{
+	struct tb *t = tb_new();
+	tb_dir(t, "a", 0755);
+	tb_dir(t, "a/b", 0750);
+	tb_dir(t, "a/b/c", 0700);
+	char name[64];
+	for (int i = 0; i < 50; i++) {
+		snprintf(name, sizeof(name), "a/b/c/f%02d", i);
+		tb_file(t, name, i % 2 ? 0644 : 0777, "x");
+	}
+	tb_file(t, "a/b/g", 04755, "suid");
+	tb_file(t, "a/h", 0666, "wide");
+	tb_dir(t, "a/d", 02775);
+	tb_file(t, "a/d/in-sgid", 0640, "sgid parent");
+	tb_symlink(t, "l", "a/b");
+	tb_file(t, "l/via-link", 0600, "through the link");
+	tb_file(t, "a/b/c/f00", 0600, "replaced");
+	tb_file(t, "new/implicit/parent", 0644, "made");
+	_cleanup_close_ int fd = tb_finish(t);
+	mode_t old = umask(022);
+	must(mkdir("threaded", 0755), "mkdir");
+	ASSERT_OK(apply_mode("threaded", fd, LAYER_WHITEOUT_DELETE));
+	layer_force_direct(true);
+	must(mkdir("direct", 0755), "mkdir");
+	ASSERT_OK(apply_mode("direct", fd, LAYER_WHITEOUT_DELETE));
+	layer_force_direct(false);
+	umask(old);
+	ASSERT_TREES_EQ("threaded", "direct", TL_MTIME | TL_DIRMTIME);
+	ASSERT_EQ(lmode("threaded/a/h") & 07777, 0666);
+	ASSERT_EQ(lmode("threaded/a/b/g") & 07777, 04755);
+	ASSERT_EQ(lmode("threaded/a/b/c/f01") & 07777, 0644);
+	ASSERT_EQ(lmode("threaded/a/b/c/f00") & 07777, 0600);
+	ASSERT_EQ(lmode("threaded/a/b") & 07777, 0750);
+	ASSERT_EQ(lmode("threaded/a/d/in-sgid") & 07777, 0640);
+	_cleanup_free_ char *v = read_text("threaded/a/b/via-link");
+	ASSERT_STREQ(v, "through the link");
+	_cleanup_free_ char *r = read_text("threaded/a/b/c/f00");
+	ASSERT_STREQ(r, "replaced");
+}
+
+/* Blocks of zeros become holes: the file reads the same and has its full size. */
+TEST(apply_zero_blocks_are_holes)
+{
+	size_t len = 3 * 1024 * 1024;
+	_cleanup_free_ uint8_t *data = calloc(1, len);
+	memcpy(data + 1024 * 1024, "not zero", 8);
+	struct tb *t = tb_new();
+	tb_add(t, ent("zeros-at-both-ends", AE_IFREG, 0644), data, len);
+	tb_add(t, ent("all-zero", AE_IFREG, 0644), data + 2 * 1024 * 1024, 1024 * 1024);
+	_cleanup_close_ int fd = tb_finish(t);
+	must(mkdir("root", 0755), "mkdir");
+	ASSERT_OK(apply_mode("root", fd, LAYER_WHITEOUT_DELETE));
+	_cleanup_close_ int f = open("root/zeros-at-both-ends", O_RDONLY | O_CLOEXEC);
+	size_t got_len;
+	_cleanup_free_ uint8_t *got = slurp(f, &got_len);
+	ASSERT_EQ(got_len, len);
+	ASSERT_TRUE(memcmp(got, data, len) == 0);
+	struct stat st;
+	must(stat("root/all-zero", &st), "stat");
+	ASSERT_EQ((size_t)st.st_size, (size_t)1024 * 1024);
+	ASSERT_TRUE((size_t)st.st_blocks * 512 < (size_t)st.st_size);
+}

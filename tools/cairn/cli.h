@@ -84,6 +84,7 @@ extern const char cmd_gc_help[], cmd_fsck_help[];
 int cmd_gc_run(struct cli *cli, int argc, char **argv);
 int cmd_fsck_run(struct cli *cli, int argc, char **argv);
 extern const struct cli_command cmd_layer[]; /* top-level: extract, diff, import-blob */
+extern const struct cli_command cmd_image[]; /* top-level: import, export */
 
 /* cli_open_cache() - open the store (as cli_open_store) and its cache manager. */
 int cli_open_cache(struct cli *cli, unsigned flags);

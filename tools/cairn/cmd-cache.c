@@ -166,22 +166,45 @@ static int cmd_new(struct cli *cli, int argc, char **argv)
 
 /* --- commit -------------------------------------------------------------------------------- */
 
+/* A ref on the immutable of mutable @name when an earlier commit was cut short after the
+ * immutable was made (a crash before its finalize), else *@ret NULL. 0 or an exit code. */
+static int commit_pending(struct cli *cli, const char *name, cairn_ref **ret)
+{
+	char *id = NULL;
+	cairn_record_info *info = NULL;
+	cairn_error *e = NULL;
+	*ret = NULL;
+	int rc = resolve(cli, name, &id);
+	if (rc)
+		return rc;
+	int r = cairn_cache_info(cli->cache, id, &info, &e);
+	free(id);
+	if (r >= 0 && info->is_mutable && info->equal_immutable)
+		r = cairn_cache_get(cli->cache, info->equal_immutable, 0, ret, &e);
+	cairn_record_infos_free(info, 1);
+	return r < 0 ? cli_fail(cli, e) : 0;
+}
+
 static int cmd_commit(struct cli *cli, int argc, char **argv)
 {
 	int i = setup(cli, argc, argv, NULL, 1, 1);
 	if (i < 0)
 		return -i;
 	cairn_ref *mut = NULL, *imm = NULL;
-	int rc = get_ref(cli, argv[i], true, &mut);
+	int rc = commit_pending(cli, argv[i], &imm);
+	if (!rc && !imm)
+		rc = get_ref(cli, argv[i], true, &mut);
 	if (rc)
 		return rc;
-	/* The CLI commits for good: the immutable owns its data at once and is retained. */
+	/* The CLI commits for good: the immutable is retained, then owns its data. In that order, a
+	 * crash at any point leaves the data in a retained record: the mutable, or the immutable
+	 * once the finalize went through (a commit run again picks up a pending one). */
 	cairn_error *e = NULL;
-	int r = cairn_ref_commit(mut, &imm, &e);
-	if (r >= 0)
-		r = cairn_ref_finalize(imm, &e);
+	int r = mut ? cairn_ref_commit(mut, &imm, &e) : 0;
 	if (r >= 0)
 		r = cairn_ref_set_cache_policy(imm, CAIRN_CACHE_POLICY_RETAIN, &e);
+	if (r >= 0)
+		r = cairn_ref_finalize(imm, &e);
 	if (r >= 0)
 		rc = cli_print_value(cli, "id", cairn_ref_id(imm), false);
 	cairn_ref_free(imm);
@@ -601,6 +624,32 @@ static void print_du_rows(const cairn_record_info *infos, size_t n)
 	}
 }
 
+/* The parts of the store as JSON (NULL on OOM). */
+static json_t *store_json(const cairn_store_usage *u)
+{
+	return json_pack("{sI sI sI sI sI sI}", "blobs", (json_int_t)u->blobs, "snapshots",
+	                 (json_int_t)u->snapshots, "metadata", (json_int_t)u->metadata, "ingest",
+	                 (json_int_t)u->ingest, "tmp", (json_int_t)u->tmp, "other",
+	                 (json_int_t)u->other);
+}
+
+static void print_store_parts(const cairn_store_usage *u)
+{
+	const struct {
+		const char *name;
+		uint64_t bytes;
+	} parts[] = {{"blobs", u->blobs},       {"snapshots", u->snapshots},
+	             {"metadata", u->metadata}, {"ingest", u->ingest},
+	             {"tmp", u->tmp},           {"other", u->other}};
+	printf("\n%-10s  %10s\n", "PART", "ON DISK");
+	for (size_t k = 0; k < sizeof(parts) / sizeof(parts[0]); k++) {
+		char b[32];
+		printf("%-10s  %10s\n", parts[k].name,
+		       cli_format_size(parts[k].bytes, b, sizeof(b)));
+	}
+	printf("\n");
+}
+
 static int du_run(struct cli *cli, struct filter_opts *o)
 {
 	cairn_record_info *infos = NULL;
@@ -615,18 +664,30 @@ static int du_run(struct cli *cli, struct filter_opts *o)
 		if (infos[k].reclaimable)
 			reclaimable += sz;
 	}
+	/* The whole root (blobs, snapshots, meta.db and its WAL, ingests, tmp), as du -sx sees it.
+	 */
+	cairn_store_usage su;
+	if (cairn_store_disk_usage(cli->store, &su, &e) < 0) {
+		cairn_record_infos_free(infos, n);
+		return cli_fail(cli, e);
+	}
 	int rc = EXIT_OK;
 	if (cli->json) {
-		rc = cli_json_print(json_pack("{so sI sI}", "records", records_json(infos, n),
-		                              "total", (json_int_t)total, "reclaimable",
-		                              (json_int_t)reclaimable));
+		rc = cli_json_print(json_pack("{so sI sI sI so}", "records", records_json(infos, n),
+		                              "total", (json_int_t)su.total, "records_total",
+		                              (json_int_t)total, "reclaimable",
+		                              (json_int_t)reclaimable, "store", store_json(&su)));
 	} else {
-		if (cli->verbose || o->verbose)
+		if (cli->verbose || o->verbose) {
 			print_du_rows(infos, n);
-		char a[32], b[32];
-		printf("records:      %zu\ntotal:        %s\nreclaimable:  %s\n", n,
-		       cli_format_size((uint64_t)total, a, sizeof(a)),
-		       cli_format_size((uint64_t)reclaimable, b, sizeof(b)));
+			print_store_parts(&su);
+		}
+		char a[32], b[32], t[32];
+		printf("records:      %zu\nrecords size: %s\nreclaimable:  %s\ntotal:        %s "
+		       "(everything under the root)\n",
+		       n, cli_format_size((uint64_t)total, a, sizeof(a)),
+		       cli_format_size((uint64_t)reclaimable, b, sizeof(b)),
+		       cli_format_size(su.total, t, sizeof(t)));
 	}
 	cairn_record_infos_free(infos, n);
 	return rc;
@@ -730,7 +791,10 @@ const struct cli_command cmd_cache[] = {
          "Options:\n"
          "  --filter K=V     only records matching (id, parent, description, type, inuse,\n"
          "                   mutable, immutable, shared, private; K==V, K!=V, K~=RE too)\n"
-         "  --verbose-table  a row per record (also with -v)\n",
+         "  --verbose-table  a row per record and the store by part (also with -v)\n"
+         "The total counts everything under the root as `du -sx` does: blobs, snapshots,\n"
+         "metadata (meta.db and its WAL), ingest, tmp, other. --json: total, records_total,\n"
+         "reclaimable, store (bytes by part) and records.\n",
          cmd_du, NULL},
 	{"prune", "", "remove records nobody uses",
          "Options:\n"

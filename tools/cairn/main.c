@@ -72,6 +72,9 @@ static void print_help(struct cli *cli, FILE *out)
 		if (c->subs == commands)
 			for (const struct cli_command *s = cmd_layer; s->name; s++)
 				fprintf(out, "  %-12s %s\n", s->name, s->summary);
+		if (c->subs == commands)
+			for (const struct cli_command *s = cmd_image; s->name; s++)
+				fprintf(out, "  %-12s %s\n", s->name, s->summary);
 		for (const struct cli_command *s = c->subs; s->name; s++)
 			fprintf(out, "  %-12s %s\n", s->name, s->summary);
 	}
@@ -339,7 +342,9 @@ static const struct cli_command *find(const struct cli_command *table, const cha
 	/* The cache commands sit at the top level beside the groups. */
 	if (table == commands) {
 		const struct cli_command *c = find(cmd_cache, name);
-		return c ? c : find(cmd_layer, name);
+		if (!c)
+			c = find(cmd_layer, name);
+		return c ? c : find(cmd_image, name);
 	}
 	return NULL;
 }
