@@ -9,6 +9,7 @@
 
 #include "base/fs.h"
 #include "image/source.h"
+#include "layer/util.h"
 
 #define MEMBERS_MAX  (1u << 20)
 #define LINK_HOPS    8
@@ -55,37 +56,17 @@ image_source *image_source_free(image_source *s)
 	return NULL;
 }
 
-/*
- * The lexical clean of archive path @p: "." and empty components dropped, ".." removes the
- * previous component and never climbs above the top. Written into @out (size ARCHIVE_NAME);
- * -ENAMETOOLONG when it does not fit.
- */
+/* The lexical clean of archive path @p (layer/util.h's path_clean()) into @out (size
+ * ARCHIVE_NAME): -ENAMETOOLONG when it does not fit, -ENOMEM. */
 static int clean_path(const char *p, char *out)
 {
-	size_t len = 0;
-	while (*p) {
-		while (*p == '/')
-			p++;
-		const char *end = strchrnul(p, '/');
-		size_t n = (size_t)(end - p);
-		if (n == 0 || (n == 1 && p[0] == '.')) {
-			/* skip */
-		} else if (n == 2 && p[0] == '.' && p[1] == '.') {
-			while (len > 0 && out[len - 1] != '/')
-				len--;
-			if (len > 0)
-				len--;
-		} else {
-			if (len + n + 2 > ARCHIVE_NAME)
-				return -ENAMETOOLONG;
-			if (len > 0)
-				out[len++] = '/';
-			memcpy(out + len, p, n);
-			len += n;
-		}
-		p = end;
-	}
-	out[len] = '\0';
+	_cleanup_free_ char *c = path_clean(p);
+	if (!c)
+		return -ENOMEM;
+	size_t n = strlen(c);
+	if (n >= ARCHIVE_NAME)
+		return -ENAMETOOLONG;
+	memcpy(out, c, n + 1);
 	return 0;
 }
 

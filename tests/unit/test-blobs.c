@@ -75,17 +75,16 @@ struct blob {
 	int64_t size;
 };
 
-/* Stores a gzip layer holding file @name with @content (as BuildKit's mapToBlob) into *@b. */
-static void make_blob(struct env *e, const char *name, const char *content, struct blob *b)
+/* Writes to @fd a gzip layer of directory @dir, made here holding file @name with @content; its
+ * digests and size into *@b. */
+static void write_layer(int fd, const char *dir, const char *name, const char *content,
+                        struct blob *b)
 {
-	static int n;
-	char dir[PATH_MAX], path[PATH_MAX + 64];
-	snprintf(dir, sizeof(dir), "%s/src-%d", test_dir, n++);
+	char path[PATH_MAX + 64];
 	ASSERT_OK(mkdir(dir, 0755));
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	test_write_file(path, content);
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int fd = open(test_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	ASSERT_TRUE(dfd >= 0 && fd >= 0);
 	struct layer_writer_opts wo = {.compression = LAYER_COMPRESSION_GZIP,
 	                               .level = LAYER_LEVEL_DEFAULT};
@@ -96,10 +95,20 @@ static void make_blob(struct env *e, const char *name, const char *content, stru
 	ASSERT_OK(layer_writer_finish(w, &b->diff_id, &b->digest, NULL, &size, ERR));
 	layer_writer_free(w);
 	b->size = (int64_t)size;
+	close(dfd);
+}
+
+/* Stores a gzip layer holding file @name with @content (as BuildKit's mapToBlob) into *@b. */
+static void make_blob(struct env *e, const char *name, const char *content, struct blob *b)
+{
+	static int n;
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s/src-%d", test_dir, n++);
+	int fd = open(test_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	write_layer(fd, dir, name, content, b);
 	ASSERT_EQ(lseek(fd, 0, SEEK_SET), 0);
 	ASSERT_TRUE(content_add_fd(e->store->content, fd, b->digest.str, NULL, NULL, ERR) >= 0);
 	close(fd);
-	close(dfd);
 }
 
 static cairn_descriptor desc_of(const struct blob *b)
@@ -645,25 +654,11 @@ BLOB_TEST(extract_progress)
 /* A gzip layer with file @name holding @content, written to @path; its digests into *@b. */
 static void layer_file(const char *path, const char *name, const char *content, struct blob *b)
 {
-	char dir[PATH_MAX], file[PATH_MAX + 64];
+	char dir[PATH_MAX];
 	snprintf(dir, sizeof(dir), "%s.d", path);
-	ASSERT_OK(mkdir(dir, 0755));
-	snprintf(file, sizeof(file), "%s/%s", dir, name);
-	test_write_file(file, content);
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	ASSERT_TRUE(dfd >= 0 && fd >= 0);
-	struct layer_writer_opts wo = {.compression = LAYER_COMPRESSION_GZIP,
-	                               .level = LAYER_LEVEL_DEFAULT};
-	layer_writer *w = NULL;
-	ASSERT_OK(layer_writer_new(fd, &wo, &w, ERR));
-	ASSERT_OK(layer_diff(-1, dfd, w, NULL, NULL, ERR));
-	uint64_t size = 0;
-	ASSERT_OK(layer_writer_finish(w, &b->diff_id, &b->digest, NULL, &size, ERR));
-	layer_writer_free(w);
-	b->size = (int64_t)size;
+	write_layer(fd, dir, name, content, b);
 	close(fd);
-	close(dfd);
 }
 
 /* One import as a process does it: add the blobs, make the chain (sharing its first two layers

@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <stdbool.h>
+#include <time.h>
 
 #include "cairn/cairn.h"
 
@@ -65,6 +66,18 @@ int cli_exit_code(int code);
 
 /* cli_json_print() - print @doc (stolen) as one JSON document on stdout. */
 int cli_json_print(json_t *doc);
+
+/* A progress bar on stderr: LABEL [####----] done / total  rate  ETA. */
+struct cli_bar {
+	const char *label;
+	struct timespec start, last;
+	bool shown;
+};
+/* cli_bar_start() - set @b up (it is the callback's userdata); returns the callback to hand to
+ * the library, or NULL when no bar is wanted (stderr not a terminal, -q, --json). */
+cairn_progress_fn cli_bar_start(struct cli *cli, struct cli_bar *b, const char *label);
+/* cli_bar_end() - end the bar's line, if one was drawn. */
+void cli_bar_end(struct cli_bar *b);
 
 /* cli_format_size() - "1.5 MiB" into @buf. */
 const char *cli_format_size(uint64_t bytes, char *buf, size_t len);

@@ -4,8 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -18,53 +16,6 @@ enum {
 	OPT_SDE,
 	OPT_FORMAT,
 };
-
-/* --- progress ------------------------------------------------------------------------------- */
-
-struct bar {
-	const char *label;
-	struct timespec start, last;
-	bool shown;
-};
-
-static double since(const struct timespec *a, const struct timespec *b)
-{
-	return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
-}
-
-/* One line on stderr: bytes, rate, ETA; at most 10 redraws a second. */
-static void bar_fn(uint64_t done, uint64_t total, void *userdata)
-{
-	struct bar *b = userdata;
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (b->shown && done < total && since(&b->last, &now) < 0.1)
-		return;
-	b->last = now;
-	b->shown = true;
-	double secs = since(&b->start, &now);
-	double rate = secs > 0 ? (double)done / secs : 0;
-	char sd[32], st[32], sr[32], eta[32] = "--";
-	cli_format_size(done, sd, sizeof(sd));
-	cli_format_size(total, st, sizeof(st));
-	cli_format_size((uint64_t)rate, sr, sizeof(sr));
-	if (rate > 0 && total >= done)
-		snprintf(eta, sizeof(eta), "%.0fs", (double)(total - done) / rate);
-	int width = 30, fill = total ? (int)((double)done * width / (double)total) : width;
-	char line[64];
-	for (int k = 0; k < width; k++)
-		line[k] = k < fill ? '#' : '-';
-	line[width] = '\0';
-	fprintf(stderr, "\r%s [%s] %s / %s  %s/s  ETA %s\033[K", b->label, line, sd, st, sr, eta);
-	fflush(stderr);
-}
-
-static bool want_bar(struct cli *cli, struct bar *b, const char *label)
-{
-	*b = (struct bar){.label = label};
-	clock_gettime(CLOCK_MONOTONIC, &b->start);
-	return isatty(STDERR_FILENO) && !cli->quiet && !cli->json;
-}
 
 static json_t *strv_json(char **v, size_t n)
 {
@@ -111,21 +62,20 @@ static int cmd_import(struct cli *cli, int argc, char **argv)
 	                  CLI_OPEN_CACHE);
 	if (i < 0)
 		return -i;
-	struct bar b;
-	bool tty = want_bar(cli, &b, "import");
+	struct cli_bar b;
+	cairn_progress_fn bar = cli_bar_start(cli, &b, "import");
 	cairn_image_import_options io = {
 		.version = CAIRN_IMAGE_IMPORT_OPTIONS_VERSION,
 		.flags = o.extract ? CAIRN_IMAGE_IMPORT_EXTRACT : 0,
 		.tag = o.tag,
 		.platform = o.platform,
-		.progress = tty ? bar_fn : NULL,
+		.progress = bar,
 		.userdata = &b,
 	};
 	cairn_image_info *info = NULL;
 	cairn_error *e = NULL;
 	int r = cairn_image_import(cli->cache, argv[i], &io, &info, &e);
-	if (b.shown)
-		fputc('\n', stderr);
+	cli_bar_end(&b);
 	if (r < 0)
 		return cli_fail(cli, e);
 	int rc = EXIT_OK;
@@ -208,22 +158,21 @@ static int cmd_export(struct cli *cli, int argc, char **argv)
 		return cli_usage_error(cli, "missing -o OUTPUT");
 	if ((rc = cli_open_cache(cli, 0)))
 		return rc;
-	struct bar b;
-	bool tty = want_bar(cli, &b, "export");
+	struct cli_bar b;
+	cairn_progress_fn bar = cli_bar_start(cli, &b, "export");
 	cairn_image_export_options eo = {
 		.version = CAIRN_IMAGE_EXPORT_OPTIONS_VERSION,
 		.format = o.format,
 		.tag = o.tag,
 		.compression = o.compression,
 		.source_date_epoch = o.sde,
-		.progress = tty ? bar_fn : NULL,
+		.progress = bar,
 		.userdata = &b,
 	};
 	cairn_image_info *info = NULL;
 	cairn_error *e = NULL;
 	int r = cairn_image_export(cli->cache, argv[i], o.output, &eo, &info, &e);
-	if (b.shown)
-		fputc('\n', stderr);
+	cli_bar_end(&b);
 	if (r < 0)
 		return cli_fail(cli, e);
 	if (cli->json)

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -52,44 +51,6 @@ static json_t *layer_json(struct cli *cli, cairn_ref *ref)
 
 /* --- extract -------------------------------------------------------------------------------- */
 
-struct bar {
-	struct timespec start, last;
-	bool shown;
-};
-
-static double since(const struct timespec *a, const struct timespec *b)
-{
-	return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
-}
-
-/* The progress bar: bytes, rate and ETA on one line of stderr, redrawn at most 10 times a
- * second. Runs on the library's worker thread. */
-static void bar_fn(uint64_t done, uint64_t total, void *userdata)
-{
-	struct bar *b = userdata;
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (b->shown && done < total && since(&b->last, &now) < 0.1)
-		return;
-	b->last = now;
-	b->shown = true;
-	double secs = since(&b->start, &now);
-	double rate = secs > 0 ? (double)done / secs : 0;
-	char sd[32], st[32], sr[32], eta[32] = "--";
-	cli_format_size(done, sd, sizeof(sd));
-	cli_format_size(total, st, sizeof(st));
-	cli_format_size((uint64_t)rate, sr, sizeof(sr));
-	if (rate > 0 && total >= done)
-		snprintf(eta, sizeof(eta), "%.0fs", (double)(total - done) / rate);
-	int width = 30, fill = total ? (int)((double)done * width / (double)total) : width;
-	char line[64];
-	for (int k = 0; k < width; k++)
-		line[k] = k < fill ? '#' : '-';
-	line[width] = '\0';
-	fprintf(stderr, "\rextract [%s] %s / %s  %s/s  ETA %s\033[K", line, sd, st, sr, eta);
-	fflush(stderr);
-}
-
 static int cmd_extract(struct cli *cli, int argc, char **argv)
 {
 	int i = cli_setup(cli, argc, argv, NULL, 1, 1, CLI_OPEN_CACHE);
@@ -99,13 +60,11 @@ static int cmd_extract(struct cli *cli, int argc, char **argv)
 	int rc = get_ref(cli, argv[i], &ref);
 	if (rc)
 		return rc;
-	struct bar b = {0};
-	clock_gettime(CLOCK_MONOTONIC, &b.start);
-	bool tty = isatty(STDERR_FILENO) && !cli->quiet;
+	struct cli_bar b;
+	cairn_progress_fn bar = cli_bar_start(cli, &b, "extract");
 	cairn_error *e = NULL;
-	int r = cairn_ref_extract(ref, tty ? bar_fn : NULL, &b, &e);
-	if (b.shown)
-		fputc('\n', stderr);
+	int r = cairn_ref_extract(ref, bar, &b, &e);
+	cli_bar_end(&b);
 	if (r < 0)
 		rc = cli_fail(cli, e);
 	else if (cli->json)
