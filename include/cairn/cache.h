@@ -452,6 +452,12 @@ typedef struct cairn_descriptor {
 	int64_t size;           /* bytes, checked when > 0; 0: unknown */
 	const char *media_type; /* NULL: the OCI layer type of the compression found */
 	const char *diff_id;    /* the uncompressed tar's digest; NULL: computed from the blob */
+	/* Where the blob can be fetched from while it is not in the content store (a lazy blob):
+	 * an opaque string the cache keeps with the record and hands to its fetcher (see
+	 * cairn_cache_set_fetcher(); the remote module uses "REGISTRY/REPO", with an "http://"
+	 * prefix for a plain-http registry). NULL: the blob must be in the content store. A lazy
+	 * descriptor needs @diff_id, @size > 0 and @media_type. */
+	const char *source;
 } cairn_descriptor;
 
 /* A blob cairn made or found; free with cairn_blob_free(). */
@@ -485,6 +491,27 @@ CAIRN_PUBLIC int cairn_cache_get_by_blob(cairn_cache *c, const cairn_descriptor 
 /* Progress of a long call: @done of @total bytes (compressed bytes of the blobs). Called on
  * another thread than the caller's; never after the call returned. */
 typedef void (*cairn_progress_fn)(uint64_t done, uint64_t total, void *userdata);
+
+/*
+ * A fetcher brings lazy blob @digest (@size bytes) from @source (as given in the descriptor) into
+ * the cache's content store, verified, and returns 0; @fn/@fn_userdata (may be NULL) report its
+ * bytes. It may be called from several threads at once, for different digests. Errors it
+ * returns are passed on by the caller (-ENOENT when the source no longer has the blob).
+ */
+typedef int (*cairn_fetch_fn)(void *userdata, const char *source, const char *digest,
+                              int64_t size, cairn_progress_fn fn, void *fn_userdata,
+                              cairn_error **reterr);
+
+/*
+ * cairn_cache_set_fetcher() - the fetcher (NULL: none) that cairn_ref_extract(), mounts,
+ * cairn_ref_get_remote() and cairn_ref_diff() call for the lazy blobs of a chain (several at
+ * once, before applying). Without one, a lazy blob is an error naming the record, the digest and
+ * the source. Ownership: @userdata is the cache's from now on; @free_userdata (may be NULL) is
+ * called on it when the fetcher is replaced and by cairn_cache_close(). Locking: set it before
+ * the cache is shared between threads.
+ */
+CAIRN_PUBLIC void cairn_cache_set_fetcher(cairn_cache *c, cairn_fetch_fn fn, void *userdata,
+                                          void (*free_userdata)(void *userdata));
 
 /*
  * cairn_ref_extract() - make the snapshots of @ref's record and of its ancestors that exist only

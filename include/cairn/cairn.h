@@ -12,5 +12,6 @@
 #include "cairn/cache.h"
 #include "cairn/lease.h"
 #include "cairn/image.h"
+#include "cairn/remote.h"
 
 #endif
