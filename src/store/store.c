@@ -107,22 +107,31 @@ static int open_parts(cairn_store *s, const char *driver, cairn_error **reterr)
 	return 0;
 }
 
+/* Take the shared lock back after an upgrade attempt, waiting for a gc that slipped in. */
+static int relock_shared(cairn_store *s, cairn_error **reterr)
+{
+	while (flock(s->lockfd, LOCK_SH) < 0)
+		if (errno != EINTR)
+			return err_errno(reterr, -errno, "lock '%s/LOCK'", s->root);
+	return 0;
+}
+
 /*
  * tmp/ may hold another process's staging files, so it is emptied only when no other process has
  * the store open: a non-blocking exclusive flock tells, and is then turned back into the lock
- * the caller asked for. (flock conversion is not atomic, but nothing else waits for exclusive
- * use except gc, which empties tmp/ itself.)
+ * the caller asked for. flock conversion is not atomic: Linux drops the shared lock first, and
+ * a failed non-blocking upgrade leaves no lock at all, so the shared lock is taken again on both
+ * paths (a gc that got in between finishes first; nothing has been touched yet).
  */
 static int clean_tmp_if_alone(cairn_store *s, cairn_error **reterr)
 {
-	if (!(s->flags & CAIRN_STORE_EXCLUSIVE)) {
-		if (flock(s->lockfd, LOCK_EX | LOCK_NB) < 0)
-			return 0; /* others are working: their tmp files stay */
-	}
+	if (s->flags & CAIRN_STORE_EXCLUSIVE)
+		return store_tmpdir_clean(s, reterr);
+	if (flock(s->lockfd, LOCK_EX | LOCK_NB) < 0)
+		return relock_shared(s, reterr); /* others are working: their tmp files stay */
 	int r = store_tmpdir_clean(s, reterr);
-	if (!(s->flags & CAIRN_STORE_EXCLUSIVE) && flock(s->lockfd, LOCK_SH) < 0 && r >= 0)
-		r = err_errno(reterr, -errno, "lock '%s/LOCK'", s->root);
-	return r;
+	int k = relock_shared(s, r < 0 ? NULL : reterr);
+	return r < 0 ? r : k;
 }
 
 /* What a crash may have left: staging files, and blob files that are not content. */

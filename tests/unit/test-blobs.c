@@ -734,7 +734,7 @@ BLOB_TEST(import_races_prune_and_gc)
 		env_open(e);
 		cairn_prune_options o = {.version = CAIRN_PRUNE_OPTIONS_VERSION,
 		                         .flags = CAIRN_PRUNE_ALL};
-		ASSERT_TRUE(cairn_cache_prune(e->c, &o, ERR) >= 0);
+		ASSERT_OK(cairn_cache_prune(e->c, &o, ERR));
 		prunes++;
 		env_close(e);
 		cairn_store_options x = {.version = CAIRN_STORE_OPTIONS_VERSION,
