@@ -12,6 +12,15 @@
 # image completes its tree is compared with .expect at once; when more than KEEP images are
 # complete the oldest is untagged, pruned and gc'd, so later picks import it from scratch.
 #
+# Kill delays: drawn uniformly from the work an image still has: a clean run's duration for an
+# image imported from scratch, less the time its killed jobs already ran (at least 1/8 of the
+# clean run: a resumed job redoes the layer it was in). So the kills spread over the whole
+# import and extraction, and few jobs finish before their kill. A resumed extraction of a big
+# layer starts that layer over, so after 3 kills in a row an image's next job gets a delay drawn
+# from twice a clean run: most such jobs finish (and their trees are compared), some are still
+# killed late. Each job writes the step it is in (import or extract) to a file, and every kill
+# is reported with that step.
+#
 # Env: N (kills, default 200), CORPUS (/work/corpus), CAIRN (build-crash-rel/tools/cairn/cairn),
 # WORK (/var/tmp/cairn-soak: the store and logs; emptied first), SEED (random), IMAGES
 # ("debian smallfiles bigfile"), TAGS ("gzip zstd"), KEEP (2), MODE (auto|import|blobs),
@@ -68,13 +77,16 @@ EOF
 
 # The job script for NAME TAG (runs in its own process group; killed at random).
 job_script() {
-	local name=$1 tag=$2 key=$1-$2
+	local name=$1 tag=$2 key=$1-$2 step="$WORK/step"
 	echo "set -e"
 	if [ "$MODE" = import ]; then
+		echo "echo import >'$step'"
 		echo "'$CAIRN' import --tag $key '$CORPUS/$name:$tag' >/dev/null"
+		echo "echo extract >'$step'"
 		echo "'$CAIRN' extract $key"
 		return
 	fi
+	echo "echo import >'$step'"
 	if true; then
 		echo "parent="
 		layers "$CORPUS/$name" "$tag" | while read -r path digest diff media; do
@@ -83,11 +95,13 @@ job_script() {
 			echo "parent=\$id"
 		done
 	fi
+	echo "echo extract >'$step'"
 	echo "'$CAIRN' extract \$id"
+	echo "echo tag >'$step'"
 	echo "'$CAIRN' tag \$id $key >/dev/null"
 }
 
-declare -A DUR DONE
+declare -A DUR DONE REM STEPS STREAK
 COMPLETE=()         # keys complete, oldest first
 kills=0 finished=0 fsck_bad=0 missing=0 mismatches=0 compares=0 removed=0 jobs=0
 start=$(date +%s)
@@ -137,6 +151,7 @@ forget() {
 	"$CAIRN" untag "$1" >/dev/null && "$CAIRN" prune >/dev/null && "$CAIRN" gc >/dev/null ||
 		say "forget $1 failed"
 	unset "DONE[$1]"
+	REM[$1]=${DUR[$1]}
 	removed=$((removed + 1))
 }
 
@@ -169,6 +184,7 @@ for key in "${keys[@]}"; do
 	rm -rf "$WORK/timing"
 	say "clean run of $key: ${DUR[$key]} ms"
 done
+for key in "${keys[@]}"; do REM[$key]=${DUR[$key]}; done
 
 # At the end (or when stopped with SIGTERM): every complete image again, a last fsck, the result.
 finish() {
@@ -177,7 +193,9 @@ finish() {
 	for key in "${COMPLETE[@]}"; do compare "$key"; done
 	fsck_check
 	wall=$(($(date +%s) - start))
-	say "result: kills=$kills (of N=$N) jobs=$jobs finished=$finished fsck_failures=$fsck_bad missing=$missing tree_compares=$compares mismatches=$mismatches images_removed=$removed wall=${wall}s"
+	local steps="" st
+	for st in "${!STEPS[@]}"; do steps+=" $st=${STEPS[$st]}"; done
+	say "result: kills=$kills (of N=$N; by step:$steps) jobs=$jobs finished=$finished fsck_failures=$fsck_bad missing=$missing tree_compares=$compares mismatches=$mismatches images_removed=$removed wall=${wall}s"
 	[ "$fsck_bad" -eq 0 ] && [ "$missing" -eq 0 ] && [ "$mismatches" -eq 0 ]
 	exit
 }
@@ -195,8 +213,11 @@ while [ "$kills" -lt "$N" ]; do
 		COMPLETE=("${left[@]}")
 	fi
 	jobs=$((jobs + 1))
-	dur=${DUR[$key]} # (not inside $((...)): there a key like debian-gzip reads as arithmetic)
-	delay=$(((RANDOM * 32768 + RANDOM) % (dur + 1)))
+	rem=${REM[$key]} # (not inside $((...)): there a key like debian-gzip reads as arithmetic)
+	streak=${STREAK[$key]:-0}
+	[ "$streak" -ge 3 ] && rem=$((2 * ${DUR[$key]}))
+	delay=$(((RANDOM * 32768 + RANDOM) % (rem + 1)))
+	: >"$WORK/step"
 	run_job "$key"
 	# sleep in small steps: stop early when the job ends by itself
 	t_end=$(($(date +%s%N) / 1000000 + delay))
@@ -206,6 +227,13 @@ while [ "$kills" -lt "$N" ]; do
 	if kill -KILL -- "-$JOBPID" 2>/dev/null; then
 		wait "$JOBPID" 2>/dev/null
 		kills=$((kills + 1))
+		step=$(cat "$WORK/step")
+		step=${step:-start}
+		STEPS[$step]=$((${STEPS[$step]:-0} + 1))
+		dur=${DUR[$key]}
+		REM[$key]=$((rem - delay > dur / 8 ? rem - delay : dur / 8))
+		[ "$rem" -le "$dur" ] || REM[$key]=$dur
+		STREAK[$key]=$((streak + 1))
 		fsck_check
 		check_complete
 		# one complete image's tree per kill, round-robin
@@ -213,7 +241,7 @@ while [ "$kills" -lt "$N" ]; do
 			compare "${COMPLETE[$((next % ${#COMPLETE[@]}))]}"
 			next=$((next + 1))
 		fi
-		echo "kill $kills: $key after ${delay} ms; fsck bad $fsck_bad, missing $missing, mismatches $mismatches" | tee -a "$LOG"
+		echo "kill $kills: $key after ${delay} ms (in $step); fsck bad $fsck_bad, missing $missing, mismatches $mismatches" | tee -a "$LOG"
 		continue
 	fi
 	if ! wait "$JOBPID"; then
@@ -222,6 +250,7 @@ while [ "$kills" -lt "$N" ]; do
 		continue
 	fi
 	finished=$((finished + 1))
+	STREAK[$key]=0
 	DONE[$key]=1
 	COMPLETE+=("$key")
 	compare "$key"

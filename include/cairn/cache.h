@@ -448,7 +448,7 @@ CAIRN_PUBLIC int cairn_cache_remove(cairn_cache *c, const char *id, cairn_error 
 
 /* A layer blob as callers describe it; strings borrowed for the call. */
 typedef struct cairn_descriptor {
-	const char *digest;     /* "sha256:..." of the blob; it must be in the content store */
+	const char *digest;     /* "sha256:..." of the blob; in the content store unless @source */
 	int64_t size;           /* bytes, checked when > 0; 0: unknown */
 	const char *media_type; /* NULL: the OCI layer type of the compression found */
 	const char *diff_id;    /* the uncompressed tar's digest; NULL: computed from the blob */
@@ -478,8 +478,18 @@ CAIRN_PUBLIC cairn_blob *cairn_blob_free(cairn_blob *b);
  * H(parent.chain_id, diff_id), blob_chain_id = H(parent.blob_chain_id, H(blob, diff_id)),
  * H(a, b) = sha256 of "a b". A live record with the same blob chain id is returned instead of a
  * new one; a new record whose chain id some record has already shares that record's snapshot.
- * Errors: -ENOENT "blob 'DIGEST' not found"; -EINVAL for a malformed digest or diff id, a size
- * that differs from the blob's, or a parent that is mutable or has no chain ids ("non-addressable
+ * Lazy blobs: with @desc->source set and the blob not in the content store, the record is made
+ * without it (nothing is read; @desc->diff_id, @size > 0 and @media_type are trusted, and
+ * checked when the blob arrives); the source and size are kept in the database with the blob
+ * (content labels "cairn.lazy.source" and "cairn.lazy.size", in the transaction that makes the
+ * record), also when the blob is local (harmless) or the record existed. The blob is fetched
+ * through the cache's fetcher when the record is extracted, mounted, or its blob handed out
+ * (cairn_ref_get_remote()). Until then the record counts 0 local bytes, fsck does not report
+ * the absent blob, and gc keeps a fetched blob as it keeps any record's blob.
+ * Errors: -ENOENT "blob 'DIGEST' not found" (no source given); -EINVAL for a malformed digest or
+ * diff id, a size that differs from the blob's, a lazy descriptor without diff id, size or media
+ * type, or a source that is empty, over 1024 bytes or holds spaces or control characters (each
+ * naming the digest), or a parent that is mutable or has no chain ids ("non-addressable
  * parent"); -EOPNOTSUPP for an unsupported media type; CAIRN_ECORRUPT for a blob that does not
  * decompress (when the diff id is computed). Ownership: *@ret is the caller's.
  * Locking: the manager lock briefly; the parent's record lock while it is finalized.
@@ -498,9 +508,8 @@ typedef void (*cairn_progress_fn)(uint64_t done, uint64_t total, void *userdata)
  * bytes. It may be called from several threads at once, for different digests. Errors it
  * returns are passed on by the caller (-ENOENT when the source no longer has the blob).
  */
-typedef int (*cairn_fetch_fn)(void *userdata, const char *source, const char *digest,
-                              int64_t size, cairn_progress_fn fn, void *fn_userdata,
-                              cairn_error **reterr);
+typedef int (*cairn_fetch_fn)(void *userdata, const char *source, const char *digest, int64_t size,
+                              cairn_progress_fn fn, void *fn_userdata, cairn_error **reterr);
 
 /*
  * cairn_cache_set_fetcher() - the fetcher (NULL: none) that cairn_ref_extract(), mounts,
@@ -519,11 +528,16 @@ CAIRN_PUBLIC void cairn_cache_set_fetcher(cairn_cache *c, cairn_fetch_fn fn, voi
  * upper directory, the ancestors' layers standing in for hardlink targets; native: a copy of the
  * parent), its diff id verified, and the snapshot committed under the record's snapshot name.
  * A no-op for extracted records. One extraction per record at a time (single flight: a second
- * caller waits for the first's and gets its result; @fn is the first caller's).
- * Errors: CAIRN_EDIGEST when the blob's content is not its diff id (naming both; the half-made
- * snapshot is removed, nothing is committed); CAIRN_ECORRUPT for a corrupt blob (naming its
- * digest and the entry); -ENOENT when a blob is gone; errors of layer apply and the snapshotter,
- * prefixed "extract record 'ID'". Locking: none held while applying.
+ * caller waits for the first's and gets its result; @fn is the first caller's). Lazy blobs of
+ * the records to extract are fetched first, all of them, several at once (one fetch per digest
+ * however many callers want it) before anything is applied; @fn then counts the fetched bytes
+ * and the applied bytes toward one total (it may be called from several threads, one at a time).
+ * Errors: of the fetcher, prefixed "record 'ID': fetch blob 'DIGEST' from 'SOURCE'" (nothing is
+ * applied; the blobs that arrived stay); -ENOENT naming the record, the digest and the source
+ * for a lazy blob when no fetcher is set; CAIRN_EDIGEST when the blob's content is not its diff id
+ * (naming both; the half-made snapshot is removed, nothing is committed); CAIRN_ECORRUPT for a
+ * corrupt blob (naming its digest and the entry); -ENOENT when a blob is gone; errors of layer
+ * apply and the snapshotter, prefixed "extract record 'ID'". Locking: none held while applying.
  */
 CAIRN_PUBLIC int cairn_ref_extract(cairn_ref *ref, cairn_progress_fn fn, void *userdata,
                                    cairn_error **reterr);
@@ -544,7 +558,8 @@ CAIRN_PUBLIC int cairn_ref_set_blob(cairn_ref *ref, const cairn_descriptor *desc
  * of the two trees; overlay: its upper directory), compressed with @compression ("gzip", "zstd",
  * "none"; NULL: gzip) at the default level with mtimes clamped to @source_date_epoch (seconds;
  * -1: not clamped), added to the content store and set with cairn_ref_set_blob(). Records that
- * have blobs keep them whatever @compression says. *@ret is the caller's (cairn_blob_free()).
+ * have blobs keep them whatever @compression says; lazy ones of the chain are fetched first
+ * (errors as cairn_ref_extract()), not extracted. *@ret is the caller's (cairn_blob_free()).
  * Errors: -EINVAL for a mutable ref or an unknown compression; -EINVAL for a record in the chain
  * that is not extracted and has no blob; errors of the diff and the content store.
  */
@@ -555,7 +570,8 @@ CAIRN_PUBLIC int cairn_ref_get_remote(cairn_ref *ref, const char *compression,
 /*
  * cairn_ref_diff() - write the layer of immutable @ref (its changes over its parent, as
  * cairn_ref_get_remote() computes them) to @fd (borrowed, written from its offset) without
- * recording anything; *@ret (may be NULL) describes what was written.
+ * recording anything; *@ret (may be NULL) describes what was written. A record that is only a
+ * blob (lazy: fetched first) is extracted first.
  * Errors: as cairn_ref_get_remote(); -errno of write(2).
  */
 CAIRN_PUBLIC int cairn_ref_diff(cairn_ref *ref, const char *compression, int64_t source_date_epoch,

@@ -127,8 +127,9 @@ CAIRN_PUBLIC int cairn_gc(cairn_store *store, unsigned flags, cairn_gc_report *r
 #define CAIRN_FSCK_FLAGS_ALL (CAIRN_FSCK_REPAIR)
 
 typedef struct cairn_fsck_problem {
-	const char *kind;    /* "blob", "snapshot", "record", "tag", "mount" */
-	const char *object;  /* the digest, snapshot key, record id, tag or mount target */
+	const char *kind;    /* "blob", "ingest", "snapshot", "record", "tag", "mount" */
+	const char *object;  /* the digest, ingest ref (or key), snapshot key, record id, tag or
+	                      * mount target */
 	const char *message; /* one line naming the object */
 	bool repaired;       /* with CAIRN_FSCK_REPAIR: it was fixed */
 } cairn_fsck_problem;
@@ -138,13 +139,18 @@ typedef struct cairn_fsck_problem {
 typedef int (*cairn_fsck_fn)(const cairn_fsck_problem *p, void *userdata);
 
 /*
- * cairn_fsck() - check the store: every blob's digest, snapshot rows against their directories
- * (in both directions), every record's snapshot (when extracted), parent and blob (when not
- * extracted), tags and mounts pointing at live records and existing views. With
- * CAIRN_FSCK_REPAIR, fixes what it can: dangling tags are dropped, orphan snapshot directories
- * and rows without directories are reconciled, corrupt blobs are deleted, records whose snapshot
- * is missing are marked not extracted when their blob is present (the next extract re-creates
- * the snapshot). *@ret_problems (may be NULL) gets the number of problems not repaired.
+ * cairn_fsck() - check the store: every blob's digest, ingests no writer holds (abandoned: older
+ * than a day, or cut short without a ref file), snapshot rows against their directories (in
+ * both directions), snapshot chains (every parent exists and is committed, no loops, each
+ * record's snapshot sits on its parent record's), every record's snapshot (when extracted),
+ * parent and blob (when not extracted), tags and mounts pointing at live records and existing
+ * views. With CAIRN_FSCK_REPAIR, fixes what it can: dangling tags are dropped, abandoned ingests
+ * removed, orphan snapshot directories and rows without directories reconciled, corrupt blobs
+ * deleted, snapshots on a broken chain removed (with what sits on them) unless one holds the
+ * only copy of a record's data, records whose snapshot is missing marked not extracted when
+ * their blob is present (the next extract re-creates the snapshot); what it cannot fix is
+ * reported with what to do. *@ret_problems (may be NULL) gets the number of problems not
+ * repaired.
  * Errors: -EINVAL for unknown flags, or CAIRN_FSCK_REPAIR on a store not opened with
  * CAIRN_STORE_EXCLUSIVE; errors of the database and filesystem.
  */

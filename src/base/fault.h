@@ -33,7 +33,7 @@
 	X("commit.finalize-snapshot", "finalize: snapshot committed, rows not yet changed")        \
 	X("commit.finalized", "finalize: rows changed, the id not yet printed")                    \
 	X("remove.snapshot-removed", "removal: a record's snapshot removed, its row still there")  \
-	X("prune.tombstoned", "prune: victims tombstoned in the database, no files touched")       \
+	X("prune.tombstoned", "prune: batch tombstoned (lazy victims gone), no files touched")     \
 	X("prune.record-removed", "prune: one victim removed, others still tombstoned")            \
 	X("gc.marked", "gc: mark and pick done, nothing changed")                                  \
 	X("gc.meta-swept", "gc: dead leases and labels deleted, no files touched")                 \

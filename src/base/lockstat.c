@@ -64,6 +64,6 @@ void lockstat_reset(void)
 
 const char *lockstat_name(lockstat_kind kind)
 {
-	static const char *const names[LOCKSTAT_N] = {"db-write", "manager"};
+	static const char *const names[LOCKSTAT_N] = {"db-write", "manager", "db-checkpoint"};
 	return kind < LOCKSTAT_N ? names[kind] : "?";
 }

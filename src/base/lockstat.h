@@ -12,6 +12,8 @@
 typedef enum lockstat_kind {
 	LOCKSTAT_DB_WRITE, /* a SQLite write transaction: BEGIN IMMEDIATE to COMMIT or ROLLBACK */
 	LOCKSTAT_MANAGER,  /* the cache manager's mutex */
+	/* a WAL checkpoint after a commit (no write lock: the connection's mutex only) */
+	LOCKSTAT_DB_CHECKPOINT,
 	LOCKSTAT_N,
 } lockstat_kind;
 
@@ -30,5 +32,5 @@ int64_t lockstat_max_ns(lockstat_kind kind);
 uint64_t lockstat_count(lockstat_kind kind);
 void lockstat_reset(void);
 
-/* lockstat_name() - "db-write", "manager". */
+/* lockstat_name() - "db-write", "manager", "db-checkpoint". */
 const char *lockstat_name(lockstat_kind kind);

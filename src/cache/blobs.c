@@ -5,6 +5,7 @@
  */
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "layer/apply.h"
 #include "layer/compress.h"
 #include "layer/diff.h"
+#include "meta/labels.h"
 
 /* H(a, b) of spec §4: sha256 of "a b", as a digest string. */
 static void chain_hash(const char *a, const char *b, digest *ret)
@@ -60,6 +62,7 @@ struct resolved {
 	digest diff_id;
 	char *media_type;
 	int64_t size;
+	bool lazy; /* not in the content store: the descriptor's source has it */
 };
 
 static void resolved_clear(struct resolved *x)
@@ -68,8 +71,41 @@ static void resolved_clear(struct resolved *x)
 	*x = (struct resolved){0};
 }
 
+/* A source must fit a label and be printable: it ends up in messages and in the database. */
+static int check_source(const cairn_descriptor *d, cairn_error **reterr)
+{
+	size_t n = strlen(d->source);
+	if (n == 0 || n > 1024)
+		return err_set(reterr, -EINVAL, "blob '%s': source must be 1-1024 bytes long",
+		               d->digest);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)d->source[i] <= ' ' || d->source[i] == 0x7f)
+			return err_set(reterr, -EINVAL,
+			               "blob '%s': source '%.64s' has a space or control character",
+			               d->digest, d->source);
+	return 0;
+}
+
+/* A lazy descriptor (blob not in the content store, @d->source has it) carries what would
+ * otherwise be read from the blob; the media type was parsed already. */
+static int resolve_lazy(const cairn_descriptor *d, struct resolved *ret, cairn_error **reterr)
+{
+	if (!d->diff_id || d->size <= 0 || !d->media_type)
+		return err_set(reterr, -EINVAL,
+		               "blob '%s' is not in the content store: a lazy blob (source '%s') "
+		               "needs its diff id, size and media type",
+		               d->digest, d->source);
+	ret->size = d->size;
+	ret->lazy = true;
+	ret->media_type = strdup(d->media_type);
+	if (!ret->media_type)
+		return err_set(reterr, -ENOMEM, "blob '%s': out of memory", d->digest);
+	return 0;
+}
+
 /* Checks @d: the blob exists (and has the size given), the media type is one we read; computes
- * the diff id (and detects the compression) when not given. */
+ * the diff id (and detects the compression) when not given. With a source, a blob the content
+ * store does not have is lazy (resolve_lazy()). */
 static int resolve(cairn_cache *c, const cairn_descriptor *d, struct resolved *ret,
                    cairn_error **reterr)
 {
@@ -85,6 +121,10 @@ static int resolve(cairn_cache *c, const cairn_descriptor *d, struct resolved *r
 	layer_compression comp = LAYER_COMPRESSION_NONE;
 	if (d->media_type && (r = layer_media_type_parse(d->media_type, &comp, reterr)) < 0)
 		return err_prefix(reterr, "blob '%s'", d->digest);
+	if (d->source && (r = check_source(d, reterr)) < 0)
+		return r;
+	if (d->source && (r = content_exists(c->store->content, ret->blob.str, reterr)) <= 0)
+		return r < 0 ? r : resolve_lazy(d, ret, reterr);
 	_cleanup_close_ int fd = -1;
 	uint64_t size = 0;
 	if ((r = content_open(c->store->content, ret->blob.str, &fd, &size, reterr)) < 0)
@@ -219,15 +259,28 @@ static int ref_existing_locked(cairn_cache *c, meta_tx *tx, const char *id, cair
 	return 1;
 }
 
-/* The dedup lookups and the insert of a new record, under the manager lock. */
-static int get_by_blob_locked(cairn_cache *c, struct meta_record *rec, cairn_ref **ret,
-                              cairn_error **reterr)
+/* Records where blob @x can be fetched from (its source and size), in write transaction @tx. */
+static int set_source(meta_tx *tx, const struct resolved *x, const char *source,
+                      cairn_error **reterr)
+{
+	char size[32];
+	snprintf(size, sizeof(size), "%" PRId64, x->size);
+	int r = meta_content_label_set(tx, x->blob.str, CACHE_LABEL_SOURCE, source, reterr);
+	if (r >= 0)
+		r = meta_content_label_set(tx, x->blob.str, CACHE_LABEL_SIZE, size, reterr);
+	return r;
+}
+
+/* The dedup lookups and the insert of a new record, under the manager lock. @source (may be
+ * NULL) is kept with the blob, in the same transaction. */
+static int get_by_blob_locked(cairn_cache *c, struct meta_record *rec, const struct resolved *x,
+                              const char *source, cairn_ref **ret, cairn_error **reterr)
 {
 	_cleanup_(meta_tx_end) meta_tx tx = {0};
 	_cleanup_free_ char *hit = NULL, *link = NULL;
 	_cleanup_(meta_record_clear) struct meta_record lrow = {0};
 	int r = meta_tx_begin(c->db, &tx, true, reterr);
-	if (r < 0)
+	if (r < 0 || (source && (r = set_source(&tx, x, source, reterr)) < 0))
 		return r;
 	/* Exact dedup: the same blob sequence (§5.4 step 5). */
 	r = meta_record_find_chain(&tx, c->driver, true, rec->blob_chain_id, &hit, reterr);
@@ -264,8 +317,9 @@ static int get_by_blob_locked(cairn_cache *c, struct meta_record *rec, cairn_ref
 		cache_ref_drop_locked(c, ref);
 		return r;
 	}
-	log_debug("record '%s' for blob '%s' (snapshot '%s', %s)", rec->id, rec->blob,
-	          rec->snapshot, rec->extracted ? "extracted" : "not extracted");
+	log_debug("record '%s' for blob '%s' (snapshot '%s', %s%s%s)", rec->id, rec->blob,
+	          rec->snapshot, rec->extracted ? "extracted" : "not extracted",
+	          x->lazy ? ", lazy from " : "", x->lazy ? source : "");
 	fault_point("import.recorded");
 	*ret = ref;
 	return 0;
@@ -301,13 +355,299 @@ int cairn_cache_get_by_blob(cairn_cache *c, const cairn_descriptor *desc, const 
 	if (r >= 0) {
 		rec.snapshot = rec.chain_id;
 		cache_lock(c);
-		r = get_by_blob_locked(c, &rec, ret, reterr);
+		r = get_by_blob_locked(c, &rec, &x, desc->source, ret, reterr);
 		cache_unlock(c);
 	}
 	unpin_entry(c, pe);
 	if (r < 0)
 		return err_prefix(reterr, "get by blob '%s'", x.blob.str);
 	return 0;
+}
+
+/* ---- lazy blobs: fetched before a chain is applied or its blobs are handed out ---- */
+
+void cairn_cache_set_fetcher(cairn_cache *c, cairn_fetch_fn fn, void *userdata,
+                             void (*free_userdata)(void *userdata))
+{
+	if (!c)
+		return;
+	cache_fetcher_free(c);
+	c->fetch = fn;
+	c->fetch_userdata = userdata;
+	c->fetch_free = free_userdata;
+}
+
+void cache_fetcher_free(cairn_cache *c)
+{
+	if (c->fetch_free && c->fetch_userdata)
+		c->fetch_free(c->fetch_userdata);
+	c->fetch = NULL;
+	c->fetch_userdata = NULL;
+	c->fetch_free = NULL;
+}
+
+void cache_set_fetch_jobs(cairn_cache *c, unsigned jobs)
+{
+	if (c)
+		c->fetch_jobs = jobs;
+}
+
+/* One missing blob of a chain, and its share of a fetch. */
+struct lazy_blob {
+	char *record, *digest, *source;
+	int64_t size;
+	struct fetch_set *set;
+	uint64_t done; /* bytes reported so far; under set->mu */
+};
+
+struct fetch_set {
+	cairn_cache *c;
+	struct lazy_blob *v;
+	size_t n;
+	uint64_t bytes; /* of the blobs to fetch */
+	uint64_t total; /* what progress counts to: @bytes plus what the caller does next */
+	cairn_progress_fn fn;
+	void *userdata;
+	pthread_mutex_t mu;
+	uint64_t done; /* under mu */
+	size_t next;   /* the next blob to fetch; under mu */
+	int error;     /* the first failure; under mu */
+	cairn_error *err;
+};
+
+static void fetch_set_clear(struct fetch_set *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		free(s->v[i].record);
+		free(s->v[i].digest);
+		free(s->v[i].source);
+	}
+	free(s->v);
+	cairn_error_free(s->err);
+}
+
+struct labels_found {
+	char *source;
+	int64_t size;
+};
+
+static int pick_label(const char *key, const char *value, void *userdata)
+{
+	struct labels_found *l = userdata;
+	if (strcmp(key, CACHE_LABEL_SOURCE) == 0 && !l->source && !(l->source = strdup(value)))
+		return -ENOMEM;
+	if (strcmp(key, CACHE_LABEL_SIZE) == 0) {
+		char *end = NULL;
+		long long v = strtoll(value, &end, 10);
+		l->size = end && !*end && v > 0 ? v : 0;
+	}
+	return 0;
+}
+
+/* Adds the blob of @row to @s when it is lazy: not in the content store, a source known. */
+static int add_lazy(meta_tx *tx, struct fetch_set *s, const struct meta_record *row,
+                    cairn_error **reterr)
+{
+	int r = content_exists(s->c->store->content, row->blob, reterr);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->v[i].digest, row->blob) == 0)
+			return 0;
+	struct labels_found l = {0};
+	r = meta_content_labels(tx, row->blob, pick_label, &l, reterr);
+	if (r == -ENOMEM)
+		r = err_set(reterr, -ENOMEM, "out of memory");
+	if (r < 0 || !l.source) {
+		/* Not lazy: the blob is gone, which extract reports as it always did. */
+		free(l.source);
+		return r;
+	}
+	struct lazy_blob *v = realloc(s->v, (s->n + 1) * sizeof(*v));
+	if (!v) {
+		free(l.source);
+		return err_set(reterr, -ENOMEM, "out of memory");
+	}
+	s->v = v;
+	v[s->n] = (struct lazy_blob){.record = strdup(row->id),
+	                             .digest = strdup(row->blob),
+	                             .source = l.source,
+	                             .size = l.size,
+	                             .set = s};
+	if (!v[s->n].record || !v[s->n].digest) {
+		s->n++;
+		return err_set(reterr, -ENOMEM, "out of memory");
+	}
+	s->bytes += (uint64_t)l.size;
+	s->n++;
+	return 0;
+}
+
+/*
+ * Collects into @s the lazy blobs of @id's chain: of every record (@pending_only false), or of
+ * those not extracted yet (the chain up to the first extracted record). *@ret_local gets the
+ * bytes of the pending records' blobs that are local.
+ */
+static int collect_lazy(cairn_cache *c, const char *id, bool pending_only, struct fetch_set *s,
+                        uint64_t *ret_local, cairn_error **reterr)
+{
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	int r = meta_tx_begin(c->db, &tx, false, reterr);
+	_cleanup_free_ char *next = r < 0 ? NULL : strdup(id);
+	if (r >= 0 && !next)
+		return err_set(reterr, -ENOMEM, "out of memory");
+	*ret_local = 0;
+	while (next && r >= 0) {
+		_cleanup_(meta_record_clear) struct meta_record row = {0};
+		if ((r = cache_load(c, &tx, next, &row, reterr)) < 0)
+			break;
+		free(next);
+		next = NULL;
+		if (pending_only && row.extracted)
+			break;
+		content_blob_info bi = {0};
+		if (row.blob && content_info(c->store->content, row.blob, &bi, NULL) == 0)
+			*ret_local += bi.size;
+		else if (row.blob)
+			r = add_lazy(&tx, s, &row, reterr);
+		next = TAKE_PTR(row.parent);
+	}
+	return r;
+}
+
+static void fetch_progress(uint64_t done, uint64_t total, void *userdata)
+{
+	(void)total;
+	struct lazy_blob *b = userdata;
+	struct fetch_set *s = b->set;
+	pthread_mutex_lock(&s->mu);
+	if (done > b->done) {
+		s->done += done - b->done;
+		b->done = done;
+		if (s->fn)
+			s->fn(s->done, s->total, s->userdata);
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* The work of one fetch (single flight per digest: two extracts sharing a blob fetch it once). */
+static int fetch_work(void *userdata, const atomic_bool *cancelled, int64_t *ret_value,
+                      cairn_error **reterr)
+{
+	(void)cancelled;
+	struct lazy_blob *b = userdata;
+	cairn_cache *c = b->set->c;
+	*ret_value = 0;
+	int r = content_exists(c->store->content, b->digest, reterr);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	r = c->fetch(c->fetch_userdata, b->source, b->digest, b->size, fetch_progress, b, reterr);
+	if (r < 0)
+		return err_set(reterr, r, "the fetcher failed"); /* keeps the fetcher's message */
+	if ((r = content_exists(c->store->content, b->digest, reterr)) == 0)
+		return err_set(reterr, -EIO, "the fetcher returned without the blob");
+	return r < 0 ? r : 0;
+}
+
+static int fetch_one(struct lazy_blob *b, cairn_error **reterr)
+{
+	struct fetch_set *s = b->set;
+	_cleanup_free_ char *key = NULL;
+	if (asprintf(&key, "fetch %s", b->digest) < 0)
+		return err_set(reterr, -ENOMEM, "out of memory");
+	int r = flight_do(s->c->flight, key, fetch_work, b, NULL, NULL, reterr);
+	if (r < 0)
+		return err_prefix(reterr, "record '%s': fetch blob '%s' from '%s'", b->record,
+		                  b->digest, b->source);
+	return 0;
+}
+
+static void *fetch_thread(void *userdata)
+{
+	struct fetch_set *s = userdata;
+	for (;;) {
+		pthread_mutex_lock(&s->mu);
+		size_t i = s->next++;
+		bool stop = i >= s->n || s->error;
+		pthread_mutex_unlock(&s->mu);
+		if (stop)
+			return NULL;
+		cairn_error *err = NULL;
+		int r = fetch_one(&s->v[i], &err);
+		pthread_mutex_lock(&s->mu);
+		if (r < 0 && !s->error) {
+			s->error = r;
+			s->err = TAKE_PTR(err);
+		}
+		pthread_mutex_unlock(&s->mu);
+		cairn_error_free(err);
+	}
+}
+
+/* Fetches the blobs of @s, at most c->fetch_jobs at once; the first failure stops what has not
+ * started and is returned. */
+static int fetch_all(struct fetch_set *s, cairn_error **reterr)
+{
+	cairn_cache *c = s->c;
+	if (!c->fetch)
+		return err_set(
+			reterr, -ENOENT,
+			"record '%s': blob '%s' is not in the content store and no fetcher is "
+			"set to get it from '%s'",
+			s->v[0].record, s->v[0].digest, s->v[0].source);
+	size_t jobs = c->fetch_jobs ? c->fetch_jobs : CACHE_FETCH_JOBS;
+	if (jobs > s->n)
+		jobs = s->n;
+	pthread_t tids[64];
+	if (jobs > ELEMENTSOF(tids))
+		jobs = ELEMENTSOF(tids);
+	size_t started = 0;
+	/* The caller's thread is one of the workers. */
+	for (; started + 1 < jobs; started++)
+		if (pthread_create(&tids[started], NULL, fetch_thread, s) != 0)
+			break;
+	fetch_thread(s);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(tids[i], NULL);
+	if (s->error)
+		return err_set(reterr, s->error, "%s", cairn_error_message(s->err));
+	return 0;
+}
+
+/* The records whose blobs arrived count them now: their recorded sizes are stale. */
+static int sizes_changed(struct fetch_set *s, cairn_error **reterr)
+{
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	int r = meta_tx_begin(s->c->db, &tx, true, reterr);
+	for (size_t i = 0; r >= 0 && i < s->n; i++)
+		r = meta_record_bump_gen(&tx, s->v[i].record, reterr);
+	return r < 0 ? r : meta_tx_commit(&tx, reterr);
+}
+
+/*
+ * Fetches the lazy blobs of @id's chain (see collect_lazy() for @pending_only) through the
+ * cache's fetcher. Progress counts the fetched bytes toward a total that adds, with
+ * @pending_only, the bytes of every pending blob (extract applies them next); *@ret_fetched (may
+ * be NULL) gets the bytes fetched.
+ */
+static int fetch_chain(cairn_cache *c, const char *id, bool pending_only, cairn_progress_fn fn,
+                       void *userdata, uint64_t *ret_fetched, cairn_error **reterr)
+{
+	struct fetch_set s = {.c = c, .fn = fn, .userdata = userdata};
+	uint64_t local = 0;
+	int r = collect_lazy(c, id, pending_only, &s, &local, reterr);
+	if (r >= 0 && s.n) {
+		s.total = s.bytes + (pending_only ? s.bytes + local : 0);
+		pthread_mutex_init(&s.mu, NULL);
+		r = fetch_all(&s, reterr);
+		pthread_mutex_destroy(&s.mu);
+		if (r >= 0)
+			r = sizes_changed(&s, reterr);
+	}
+	if (ret_fetched)
+		*ret_fetched = r >= 0 ? s.bytes : 0;
+	fetch_set_clear(&s);
+	return r;
 }
 
 /* ---- extract ---- */
@@ -541,9 +881,13 @@ int cache_extract_id(cairn_cache *c, const char *id, cairn_progress_fn fn, void 
 	char **ids = NULL;
 	uint64_t *sizes = NULL, total = 0, done = 0;
 	size_t n = 0;
-	int r = pending_chain(c, id, &ids, &sizes, &n, &total, reterr);
+	/* Every lazy blob first, several at once: nothing is applied unless all arrived. */
+	int r = fetch_chain(c, id, true, fn, userdata, &done, reterr);
+	if (r >= 0)
+		r = pending_chain(c, id, &ids, &sizes, &n, &total, reterr);
 	if (r < 0)
 		return err_prefix(reterr, "extract record '%s'", id);
+	total += done;
 	for (size_t i = 0; i < n && r >= 0; i++) {
 		struct extract_args a = {c, ids[i], fn, userdata, done, total, sizes[i]};
 		_cleanup_free_ char *key = NULL;
@@ -613,6 +957,9 @@ int cairn_ref_set_blob(cairn_ref *ref, const cairn_descriptor *desc, cairn_error
 	_cleanup_(resolved_clear) struct resolved x = {0};
 	if ((r = resolve(ref->cache, desc, &x, reterr)) < 0)
 		return err_prefix(reterr, "set blob '%s'", ref->id);
+	if (x.lazy)
+		return err_set(reterr, -ENOENT, "set blob '%s': blob '%s' not found", ref->id,
+		               x.blob.str);
 	pthread_mutex_lock(&ref->e->lock->mu);
 	r = set_blob_locked(ref->cache, ref->id, &x, reterr);
 	pthread_mutex_unlock(&ref->e->lock->mu);
@@ -777,6 +1124,9 @@ int cairn_ref_get_remote(cairn_ref *ref, const char *compression, int64_t source
 	int r = layer_out_prepare(ref, "get remote", !ret, compression, &comp, reterr);
 	if (r < 0)
 		return r;
+	/* Lazy blobs are handed out as they are, once they are here. */
+	if ((r = fetch_chain(c, ref->id, false, NULL, NULL, NULL, reterr)) < 0)
+		return err_prefix(reterr, "get remote '%s'", ref->id);
 	/* The chain, leaf first; blobs are made root first. */
 	char **ids = NULL;
 	size_t n = 0;
@@ -816,8 +1166,16 @@ int cairn_ref_diff(cairn_ref *ref, const char *compression, int64_t source_date_
 		return r;
 	_cleanup_(meta_record_clear) struct meta_record row = {0};
 	_cleanup_(resolved_clear) struct resolved x = {0};
-	if ((r = cache_load_once(c, ref->id, &row, reterr)) < 0 ||
-	    (r = diff_row(c, &row, comp, source_date_epoch, fd, &x, reterr)) < 0)
+	if ((r = cache_load_once(c, ref->id, &row, reterr)) < 0)
+		return err_prefix(reterr, "diff '%s'", ref->id);
+	/* A record that is only a blob (maybe lazy: fetched first) is diffed once extracted. */
+	if (!row.extracted && row.blob) {
+		meta_record_clear(&row);
+		if ((r = cache_extract_id(c, ref->id, NULL, NULL, reterr)) < 0 ||
+		    (r = cache_load_once(c, ref->id, &row, reterr)) < 0)
+			return err_prefix(reterr, "diff '%s'", ref->id);
+	}
+	if ((r = diff_row(c, &row, comp, source_date_epoch, fd, &x, reterr)) < 0)
 		return err_prefix(reterr, "diff '%s'", ref->id);
 	if (!ret)
 		return 0;

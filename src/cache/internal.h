@@ -72,6 +72,12 @@ struct cairn_cache {
 	bool lease_used;
 	char **stale; /* records freed from the entry table whose resource is still recorded */
 	size_t n_stale;
+	/* Lazy blobs (blobs.c): the fetcher, its data, and how many blobs it gets at once. Set
+	 * before the cache is shared, read without a lock. */
+	cairn_fetch_fn fetch;
+	void *fetch_userdata;
+	void (*fetch_free)(void *userdata);
+	unsigned fetch_jobs; /* 0: CACHE_FETCH_JOBS */
 };
 
 struct cairn_ref {
@@ -244,3 +250,17 @@ int cache_record_info_fill(cairn_record_info *info, const struct meta_record *ro
  */
 int cache_extract_id(cairn_cache *c, const char *id, cairn_progress_fn fn, void *userdata,
                      cairn_error **reterr);
+
+/* How many lazy blobs are fetched at once unless cache_set_fetch_jobs() said otherwise. */
+#define CACHE_FETCH_JOBS 4
+
+/* The content labels that make a blob lazy: where it comes from and its size (decimal). */
+#define CACHE_LABEL_SOURCE "cairn.lazy.source"
+#define CACHE_LABEL_SIZE   "cairn.lazy.size"
+
+/* cache_set_fetch_jobs() - fetch at most @jobs (0: CACHE_FETCH_JOBS) lazy blobs at once. Locking:
+ * as cairn_cache_set_fetcher(). */
+void cache_set_fetch_jobs(cairn_cache *c, unsigned jobs);
+
+/* cache_fetcher_free() - drop the fetcher (cairn_cache_close()). */
+void cache_fetcher_free(cairn_cache *c);

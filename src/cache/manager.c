@@ -433,6 +433,7 @@ cairn_cache *cairn_cache_close(cairn_cache *c)
 	for (size_t i = 0; i < n; i++)
 		cache_work_run(c, &views[i], NULL);
 	drop_lease(c);
+	cache_fetcher_free(c);
 	cache_unref(c);
 	return NULL;
 }

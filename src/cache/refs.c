@@ -30,7 +30,32 @@ void cache_untombstone(cairn_cache *c, char *const *ids, size_t n)
 	meta_tx_commit(&tx, NULL);
 }
 
-/* Removes the snapshot of tombstoned record @id unless another live record holds it. */
+struct unused_guard {
+	const char *driver, *id;
+};
+
+/* Whether snapshot @key may go with record @g->id (see remove_snapshot()): the record is still
+ * tombstoned (or its row is gone already), and no live record uses the snapshot. */
+static int snapshot_unused(meta_tx *tx, const char *key, void *userdata, cairn_error **reterr)
+{
+	const struct unused_guard *g = userdata;
+	_cleanup_(meta_record_clear) struct meta_record row = {0};
+	int r = meta_record_get(tx, g->id, &row, reterr);
+	if (r < 0)
+		return r;
+	if (r > 0 && !row.deleted)
+		return 0; /* untombstoned meanwhile (a removal elsewhere that gave up): it stays */
+	r = meta_record_snapshot_users(tx, g->driver, key, g->id, reterr);
+	return r < 0 ? r : r == 0;
+}
+
+/*
+ * Removes the snapshot of tombstoned record @id unless another live record holds it. Records
+ * with one chain id share one snapshot, and another process may insert one (get_by_blob) at any
+ * moment: the check that nobody else uses the snapshot runs inside the transaction that removes
+ * it, so a record inserted before sees it kept and one inserted after finds it gone (and extracts
+ * it again), never a snapshot that vanishes under a record that counted on it.
+ */
 static int remove_snapshot(cairn_cache *c, const char *id, cairn_error **reterr)
 {
 	_cleanup_(meta_record_clear) struct meta_record row = {0};
@@ -38,14 +63,12 @@ static int remove_snapshot(cairn_cache *c, const char *id, cairn_error **reterr)
 	int r = meta_tx_begin(c->db, &tx, false, reterr);
 	if (r < 0 || (r = meta_record_get(&tx, id, &row, reterr)) <= 0)
 		return r;
+	meta_tx_end(&tx);
 	if (!row.snapshot || !row.extracted)
 		return 0;
-	r = meta_record_snapshot_users(&tx, c->driver, row.snapshot, id, reterr);
-	meta_tx_end(&tx);
-	if (r != 0)
-		return r < 0 ? r : 0;
 	_cleanup_(cairn_error_freep) cairn_error *err = NULL;
-	r = snap_remove(c->snap, row.snapshot, &err);
+	struct unused_guard g = {c->driver, id};
+	r = snap_remove_if(c->snap, row.snapshot, snapshot_unused, &g, &err);
 	if (r == CAIRN_EPRECONDITION)
 		return err_set(reterr, -EBUSY, "record '%s' is in use: %s", id,
 		               cairn_error_message(err));

@@ -123,16 +123,21 @@ static bool has_snapshot(const struct snap_names *s, const char *key, snap_kind 
 
 struct rows {
 	struct meta_record *v;
-	size_t n;
+	size_t n, cap;
 };
 
 static int collect_row(const struct meta_record *r, void *userdata)
 {
 	struct rows *rows = userdata;
-	struct meta_record *nv = realloc(rows->v, (rows->n + 1) * sizeof(*nv));
-	if (!nv)
-		return -ENOMEM;
-	rows->v = nv;
+	if (rows->n == rows->cap) {
+		size_t cap = rows->cap ? rows->cap * 2 : 64;
+		struct meta_record *nv = realloc(rows->v, cap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		rows->v = nv;
+		rows->cap = cap;
+	}
+	struct meta_record *nv = rows->v;
 	/* Only what the repair reads. */
 	nv[rows->n] = (struct meta_record){
 		.id = strdup(r->id),
@@ -159,11 +164,16 @@ static void rows_free(struct rows *rows)
 	*rows = (struct rows){0};
 }
 
-static int load_rows(cairn_cache *c, struct rows *rows, cairn_error **reterr)
+/* Every row (@all), or only those that may own files or are tombstones: a lazy record has
+ * nothing to check, and an open must not pay for reading 10,000 of them. */
+static int load_rows(cairn_cache *c, struct rows *rows, bool all, cairn_error **reterr)
 {
 	_cleanup_(meta_tx_end) meta_tx tx = {0};
 	int r = meta_tx_begin(c->db, &tx, false, reterr);
-	if (r >= 0 && (r = meta_record_list(&tx, c->driver, collect_row, rows, reterr)) == -ENOMEM)
+	if (r >= 0)
+		r = all ? meta_record_list(&tx, c->driver, collect_row, rows, reterr)
+		        : meta_record_list_unsettled(&tx, c->driver, collect_row, rows, reterr);
+	if (r == -ENOMEM)
 		r = err_set(reterr, r, "check records: out of memory");
 	return r;
 }
@@ -188,10 +198,17 @@ static int roll_forward(cairn_cache *c, const struct rows *rows, const struct sn
 		    !has_snapshot(snaps, x->id, SNAP_KIND_COMMITTED))
 			continue;
 		_cleanup_(meta_tx_end) meta_tx tx = {0};
+		_cleanup_(cairn_error_freep) cairn_error *err = NULL;
 		int r;
-		if ((r = meta_tx_begin(c->db, &tx, true, reterr)) < 0 ||
-		    (r = meta_record_finalize(&tx, x->id, reterr)) < 0 ||
-		    (r = meta_record_delete(&tx, x->equal_mutable, reterr)) < 0 ||
+		if ((r = meta_tx_begin(c->db, &tx, true, reterr)) < 0)
+			return err_prefix(reterr, "complete the finalize of record '%s'", x->id);
+		/* Gone since the rows were read: removed by another process, nothing to finish. */
+		if ((r = meta_record_finalize(&tx, x->id, &err)) == -ENOENT)
+			continue;
+		if (r < 0)
+			return err_set(reterr, r, "complete the finalize of record '%s': %s", x->id,
+			               cairn_error_message(err));
+		if ((r = meta_record_delete(&tx, x->equal_mutable, reterr)) < 0 ||
 		    (r = meta_tx_commit(&tx, reterr)) < 0)
 			return err_prefix(reterr, "complete the finalize of record '%s'", x->id);
 		log_debug("completed the interrupted finalize of record '%s'", x->id);
@@ -226,6 +243,21 @@ static int check_row(const struct meta_record *x, const struct snap_names *snaps
 	return x->blob ? 2 : 1;
 }
 
+/* Sets a flag of record @id with @set; 1 done, 0 when the row is gone (removed by another
+ * process since it was read), a negative errno otherwise. */
+static int set_flag_if_present(meta_tx *tx, const char *id,
+                               int (*set)(meta_tx *, const char *, bool, cairn_error **),
+                               bool value, cairn_error **reterr)
+{
+	_cleanup_(cairn_error_freep) cairn_error *err = NULL;
+	int r = set(tx, id, value, &err);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return err_set(reterr, r, "%s", cairn_error_message(err));
+	return 1;
+}
+
 struct doomed {
 	size_t idx;
 	size_t depth;
@@ -258,8 +290,11 @@ static int mark_doomed(cairn_cache *c, const struct rows *rows, const struct sna
 			continue;
 		_cleanup_(meta_tx_end) meta_tx tx = {0};
 		int r;
-		if ((r = meta_tx_begin(c->db, &tx, true, reterr)) < 0 ||
-		    (r = meta_record_set_extracted(&tx, x->id, false, reterr)) < 0 ||
+		if ((r = meta_tx_begin(c->db, &tx, true, reterr)) < 0)
+			return r;
+		/* Gone since the rows were read: another process removed it (prune, repair). */
+		if ((r = set_flag_if_present(&tx, x->id, meta_record_set_extracted, false,
+		                             reterr)) <= 0 ||
 		    (r = meta_tx_commit(&tx, reterr)) < 0)
 			return r;
 		log_debug("record '%s' lost its snapshot; its blob remains", x->id);
@@ -298,15 +333,27 @@ static int remove_doomed(cairn_cache *c, const struct rows *rows, const bool *do
 		order[n++] = (struct doomed){i, depth, rows->v[i].equal_mutable != NULL};
 	}
 	qsort(order, n, sizeof(*order), cmp_doomed);
-	/* Tombstone everything first, so that a crash here is finished by the next open. */
+	/* Tombstone everything first, so that a crash here is finished by the next open. A row
+	 * that is gone was removed meanwhile by another process (a prune, or the repair of another
+	 * open finishing the same tombstones): done already, not an error. */
+	_cleanup_free_ bool *gone = calloc(n ? n : 1, sizeof(bool));
+	if (!gone)
+		return err_set(reterr, -ENOMEM, "repair records: out of memory");
 	_cleanup_(meta_tx_end) meta_tx tx = {0};
 	int r = meta_tx_begin(c->db, &tx, true, reterr);
-	for (size_t k = 0; r >= 0 && k < n; k++)
-		r = meta_record_set_deleted(&tx, rows->v[order[k].idx].id, true, reterr);
+	for (size_t k = 0; r >= 0 && k < n; k++) {
+		r = set_flag_if_present(&tx, rows->v[order[k].idx].id, meta_record_set_deleted,
+		                        true, reterr);
+		gone[k] = r == 0;
+	}
 	if (r < 0 || (r = meta_tx_commit(&tx, reterr)) < 0)
 		return r;
 	for (size_t k = 0; k < n; k++) {
 		char *id = rows->v[order[k].idx].id;
+		if (gone[k]) {
+			log_debug("repair: record '%s' was removed by another process", id);
+			continue;
+		}
 		_cleanup_(cairn_error_freep) cairn_error *err = NULL;
 		if (cache_remove_records(c, &id, 1, &err) < 0)
 			log_debug("repair: keep record '%s': %s", id, cairn_error_message(err));
@@ -318,17 +365,31 @@ static int remove_doomed(cairn_cache *c, const struct rows *rows, const bool *do
 	return 0;
 }
 
+/* Whether a live row lost its data with no blob to fall back on (its descendants go too). */
+static bool any_broken(const struct rows *rows, const struct snap_names *snaps)
+{
+	for (size_t i = 0; i < rows->n; i++)
+		if (!rows->v[i].deleted && check_row(&rows->v[i], snaps) == 1)
+			return true;
+	return false;
+}
+
 static int repair_records(cairn_cache *c, cairn_error **reterr)
 {
 	struct rows rows = {0};
 	struct snap_names snaps = {0};
-	int r = load_rows(c, &rows, reterr);
+	int r = load_rows(c, &rows, false, reterr);
 	if (r >= 0)
 		r = load_snapshots(c, &snaps, reterr);
 	if (r >= 0 && (r = roll_forward(c, &rows, &snaps, reterr)) > 0) {
 		/* Rows changed (the snapshots did not): read them again. */
 		rows_free(&rows);
-		r = load_rows(c, &rows, reterr);
+		r = load_rows(c, &rows, false, reterr);
+	}
+	if (r >= 0 && any_broken(&rows, &snaps)) {
+		/* Broken rows take their descendants, lazy ones included: read every row. */
+		rows_free(&rows);
+		r = load_rows(c, &rows, true, reterr);
 	}
 	_cleanup_free_ bool *doomed = NULL, *broken = NULL;
 	if (r >= 0 && (!(doomed = calloc(rows.n + 1, sizeof(bool))) ||

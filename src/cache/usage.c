@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "base/fault.h"
+#include "base/log.h"
 #include "content/content.h"
 #include "internal.h"
 #include "lease/lease.h"
@@ -165,14 +166,27 @@ static char *dup_or_null(const char *s, bool *oom)
 	return d;
 }
 
-int cache_record_info_fill(cairn_record_info *info, const struct meta_record *row, bool in_use,
-                           bool shared)
+/* *@s moved out of its row (@take) or copied. */
+static char *give(char **s, bool take, bool *oom)
+{
+	return take ? TAKE_PTR(*s) : dup_or_null(*s, oom);
+}
+
+/* Fills @info from @row, moving the row's strings into it when @take (the row is left with
+ * NULLs where it gave them up), copying them otherwise (@row is then not changed). */
+static int info_make(cairn_record_info *info, struct meta_record *row, bool in_use, bool shared,
+                     bool take)
 {
 	bool oom = false;
-	const char *type = row->record_type && *row->record_type ? row->record_type : "regular";
+	char *snapshot_id =
+		dup_or_null(row->equal_mutable ? row->equal_mutable : row->snapshot, &oom);
+	char *type = row->record_type && *row->record_type ? give(&row->record_type, take, &oom)
+	                                                   : dup_or_null("regular", &oom);
+	char *description =
+		row->description ? give(&row->description, take, &oom) : dup_or_null("", &oom);
 	*info = (cairn_record_info){
-		.id = dup_or_null(row->id, &oom),
-		.parent = dup_or_null(row->parent, &oom),
+		.id = give(&row->id, take, &oom),
+		.parent = give(&row->parent, take, &oom),
 		.is_mutable = row->kind == META_RECORD_MUTABLE,
 		.in_use = in_use,
 		.shared = shared,
@@ -182,20 +196,26 @@ int cache_record_info_fill(cairn_record_info *info, const struct meta_record *ro
 		.created_at = row->created_at,
 		.last_used = row->last_used,
 		.usage_count = row->usage_count,
-		.description = dup_or_null(row->description ? row->description : "", &oom),
-		.record_type = dup_or_null(type, &oom),
-		.snapshot_id =
-			dup_or_null(row->equal_mutable ? row->equal_mutable : row->snapshot, &oom),
-		.equal_mutable = dup_or_null(row->equal_mutable, &oom),
-		.equal_immutable = dup_or_null(row->equal_immutable, &oom),
-		.blob = dup_or_null(row->blob, &oom),
-		.diff_id = dup_or_null(row->diff_id, &oom),
-		.chain_id = dup_or_null(row->chain_id, &oom),
-		.blob_chain_id = dup_or_null(row->blob_chain_id, &oom),
-		.media_type = dup_or_null(row->media_type, &oom),
+		.description = description,
+		.record_type = type,
+		.snapshot_id = snapshot_id,
+		.equal_mutable = give(&row->equal_mutable, take, &oom),
+		.equal_immutable = give(&row->equal_immutable, take, &oom),
+		.blob = give(&row->blob, take, &oom),
+		.diff_id = give(&row->diff_id, take, &oom),
+		.chain_id = give(&row->chain_id, take, &oom),
+		.blob_chain_id = give(&row->blob_chain_id, take, &oom),
+		.media_type = give(&row->media_type, take, &oom),
 		.extracted = row->extracted,
 	};
 	return oom ? -ENOMEM : 0;
+}
+
+int cache_record_info_fill(cairn_record_info *info, const struct meta_record *row, bool in_use,
+                           bool shared)
+{
+	/* Not taking: the row is only read. */
+	return info_make(info, (struct meta_record *)row, in_use, shared, false);
 }
 
 /* ---- a scan: every live record with what holds it ---- */
@@ -252,7 +272,7 @@ static ssize_t scan_find(const struct scan *s, const char *id)
 	return r ? r - s->rows : -1;
 }
 
-static int scan_row(const struct meta_record *r, void *userdata)
+static int scan_row(struct meta_record *r, void *userdata)
 {
 	struct scan *s = userdata;
 	if (r->deleted)
@@ -265,28 +285,10 @@ static int scan_row(const struct meta_record *r, void *userdata)
 		s->rows = nrows;
 		s->cap = cap;
 	}
-	/* Move the strings: the walk clears its copy after the callback, so take a deep copy. */
-	struct meta_record *d = &s->rows[s->n];
-	*d = *r;
-	bool oom = false;
-	char **strs[] = {&d->id,
-	                 &d->snapshotter,
-	                 &d->parent,
-	                 &d->equal_mutable,
-	                 &d->equal_immutable,
-	                 &d->snapshot,
-	                 &d->description,
-	                 &d->record_type,
-	                 &d->layer_type,
-	                 &d->blob,
-	                 &d->diff_id,
-	                 &d->media_type,
-	                 &d->chain_id,
-	                 &d->blob_chain_id};
-	for (size_t i = 0; i < ELEMENTSOF(strs); i++)
-		*strs[i] = dup_or_null(*strs[i], &oom);
-	s->n++;
-	return oom ? -ENOMEM : 0;
+	/* The row is ours (meta_record_list_take): keep its strings. */
+	s->rows[s->n++] = *r;
+	*r = (struct meta_record){0};
+	return 0;
 }
 
 static int scan_mount(const struct meta_mount *m, void *userdata)
@@ -363,7 +365,7 @@ static int scan_links(struct scan *s)
  */
 static int scan_load(cairn_cache *c, meta_tx *tx, struct scan *s, cairn_error **reterr)
 {
-	int r = meta_record_list(tx, c->driver, scan_row, s, reterr);
+	int r = meta_record_list_take(tx, c->driver, scan_row, s, reterr);
 	if (r >= 0)
 		r = scan_links(s);
 	if (r >= 0)
@@ -425,6 +427,22 @@ static int scan_info(const struct scan *s, size_t i, cairn_record_info *info)
 {
 	int r = cache_record_info_fill(info, &s->rows[i], s->in_use[i], s->shared[i]);
 	return r < 0 ? r : fill_tags(s, i, info);
+}
+
+/* As scan_info(), moving row @i's strings into @info: for a listing, which reads each row once
+ * and frees the scan after (the row's id is gone from then on: no scan_find of it). */
+static int scan_info_take(struct scan *s, size_t i, cairn_record_info *info)
+{
+	*info = (cairn_record_info){0};
+	int r = fill_tags(s, i, info);
+	if (r < 0)
+		return r;
+	cairn_record_info x;
+	r = info_make(&x, &s->rows[i], s->in_use[i], s->shared[i], true);
+	x.tags = info->tags;
+	x.n_tags = info->n_tags;
+	*info = x; /* also on failure: the caller frees what was made */
+	return r;
 }
 
 /* Whether row @i is the one a lazy pair shows: the immutable while held, else the mutable. */
@@ -539,7 +557,7 @@ static int list_fn(struct scan *s, void *userdata)
 		if (ctx->usage && !scan_shown(s, i))
 			continue;
 		cairn_record_info *info = &ctx->infos[ctx->n++];
-		if (scan_info(s, i, info) < 0)
+		if (scan_info_take(s, i, info) < 0)
 			return err_set(ctx->reterr, -ENOMEM, "list records: out of memory");
 		/* A held mutable changes while we look: measure it now, never from the record. */
 		if (ctx->usage && info->is_mutable && s->held[i])
@@ -727,7 +745,8 @@ struct victim {
 	int64_t last_used, usage_count; /* of the pair: the later use, the higher count */
 	int64_t size;                   /* as known when chosen (0 unknown) */
 	size_t row;                     /* in the scan that chose it */
-	bool taken;                     /* tombstoned, to be removed */
+	bool taken;                     /* tombstoned, to be removed (or gone: @gone) */
+	bool gone;                      /* its rows deleted at once: it had nothing on disk */
 };
 
 struct prune_ctx {
@@ -741,6 +760,7 @@ struct prune_ctx {
 	size_t n_du;
 	struct victim *v;
 	size_t n, cap;
+	int64_t commit_ns; /* what a commit costs per victim, as the last batches measured */
 	cairn_error **reterr;
 };
 
@@ -951,20 +971,27 @@ static int prune_choose(struct prune_ctx *ctx)
 }
 
 /*
- * Prune removes in batches: each batch is checked and tombstoned in one write transaction, its
- * snapshots removed, its rows deleted in a second one. A batch ends at PRUNE_BATCH victims or
- * PRUNE_BATCH_NS of checking, so that no transaction (nor the manager lock) is held long and
- * other processes get the database between batches.
+ * Prune removes in batches: each batch is checked and tombstoned (lazy records: deleted) in one
+ * write transaction; then the snapshots of the tombstoned ones are removed and their rows deleted
+ * in a second one. A batch ends at PRUNE_BATCH victims, or once its checks so far plus the
+ * commit they will cost (writing their pages to the WAL, as measured on the batches before)
+ * reach PRUNE_HOLD_NS, so that no transaction (nor the manager lock) is held long and other
+ * processes get the database between batches. Larger batches write fewer pages in all: victims
+ * share pages, and a page is written once per commit.
  */
-#define PRUNE_BATCH    512
-#define PRUNE_BATCH_NS (15 * 1000000LL)
+#define PRUNE_BATCH     1024
+#define PRUNE_HOLD_NS   (25 * 1000000LL)
+#define PRUNE_COMMIT_NS (50 * 1000LL) /* per victim, until measured */
 
 /* Whether victim @v may still go: nothing took it since the scan (a ref or pin here, a lease,
- * a mount, a child, a use, a tag without --all). Manager lock held, inside write @tx. */
-static int still_prunable(struct prune_ctx *ctx, meta_tx *tx, const struct victim *v)
+ * a mount, a child, a use, a tag without --all). *@ret_files: whether any of its records may own
+ * files (a snapshot to remove before its row). Manager lock held, inside write @tx. */
+static int still_prunable(struct prune_ctx *ctx, meta_tx *tx, const struct victim *v,
+                          bool *ret_files)
 {
 	cairn_cache *c = ctx->c;
 	bool all = ctx->opts->flags & CAIRN_PRUNE_ALL;
+	*ret_files = false;
 	for (size_t k = 0; k < v->n; k++) {
 		if (entry_busy(entry_find(c, v->ids[k])))
 			return 0;
@@ -979,6 +1006,7 @@ static int still_prunable(struct prune_ctx *ctx, meta_tx *tx, const struct victi
 			return 0;
 		if (h.leased && (r = cache_held_elsewhere(c, tx, v->ids[k], ctx->reterr)) != 0)
 			return r < 0 ? r : 0;
+		*ret_files |= h.on_disk;
 	}
 	return 1;
 }
@@ -990,7 +1018,12 @@ static int64_t mono_ns(void)
 	return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-/* Checks and tombstones victims from @from on; returns where the batch ends. */
+/*
+ * Checks victims from @from on and tombstones them; returns where the batch ends. A victim
+ * with nothing on disk (a lazy record: no snapshot of its own, its blob is gc's) has nothing
+ * to remove between a tombstone and its row, so its row is deleted here, in the transaction
+ * that checked it: a crash leaves it there or gone, never half removed.
+ */
 static int take_batch(struct prune_ctx *ctx, size_t from, size_t *ret_end)
 {
 	cairn_cache *c = ctx->c;
@@ -999,35 +1032,45 @@ static int take_batch(struct prune_ctx *ctx, size_t from, size_t *ret_end)
 	size_t i = from;
 	cache_lock(c);
 	int r = meta_tx_begin(c->db, &tx, true, ctx->reterr);
+	tx.defer_checkpoint = true; /* after the manager lock is dropped */
 	for (; r >= 0 && i < ctx->n && i - from < PRUNE_BATCH; i++) {
 		struct victim *v = &ctx->v[i];
-		if ((r = still_prunable(ctx, &tx, v)) < 0)
+		bool files = false;
+		if ((r = still_prunable(ctx, &tx, v, &files)) < 0)
 			break;
 		v->taken = r > 0;
+		v->gone = v->taken && !files;
 		for (size_t k = 0; v->taken && k < v->n && r >= 0; k++)
-			r = meta_record_set_deleted(&tx, v->ids[k], true, ctx->reterr);
+			r = v->gone ? meta_record_delete(&tx, v->ids[k], ctx->reterr)
+			            : meta_record_set_deleted(&tx, v->ids[k], true, ctx->reterr);
 		if (!v->taken && ctx->opts->keep_bytes)
 			ctx->total += v->size; /* it stays after all */
-		if (mono_ns() - start > PRUNE_BATCH_NS) {
+		if (mono_ns() - start + (int64_t)(i + 1 - from) * ctx->commit_ns > PRUNE_HOLD_NS) {
 			i++;
 			break;
 		}
 	}
+	int64_t t1 = mono_ns();
 	if (r >= 0)
 		r = meta_tx_commit(&tx, ctx->reterr);
 	meta_tx_end(&tx);
 	cache_unlock(c);
+	int64_t t2 = mono_ns();
+	if (r >= 0 && i > from) /* half the last measure, half the ones before */
+		ctx->commit_ns = (ctx->commit_ns + (t2 - t1) / (int64_t)(i - from)) / 2;
+	meta_checkpoint(c->db);
 	if (r < 0) {
 		for (size_t k = from; k < i; k++)
-			ctx->v[k].taken = false;
+			ctx->v[k].taken = ctx->v[k].gone = false;
 		return r;
 	}
 	*ret_end = i;
 	return 0;
 }
 
-/* Removes the taken victims of [@from, @end): snapshots one by one, rows in one transaction
- * (one by one if that fails). Victims whose removal failed are no longer taken. */
+/* Removes the taken victims of [@from, @end) that are not gone yet: snapshots one by one, rows
+ * in one transaction (one by one if that fails). Victims whose removal failed are no longer
+ * taken. */
 static int remove_batch(struct prune_ctx *ctx, size_t from, size_t end)
 {
 	int ret = 0;
@@ -1037,11 +1080,21 @@ static int remove_batch(struct prune_ctx *ctx, size_t from, size_t end)
 	size_t n = 0;
 	for (size_t i = from; i < end; i++) {
 		struct victim *v = &ctx->v[i];
-		if (!v->taken)
+		if (!v->taken || v->gone)
 			continue;
-		int r = cache_remove_snapshots(ctx->c, v->ids, v->n, ret < 0 ? NULL : ctx->reterr);
+		_cleanup_(cairn_error_freep) cairn_error *err = NULL;
+		int r = cache_remove_snapshots(ctx->c, v->ids, v->n, &err);
+		if (r == -EBUSY) {
+			/* In use after all (a snapshot made on its data since the check): it was
+			 * untombstoned and stays, as BuildKit skips a record that is in use. */
+			log_debug("prune: keep record '%s': %s", v->ids[0],
+			          cairn_error_message(err));
+			v->taken = false;
+			continue;
+		}
 		if (r < 0) {
-			ret = ret < 0 ? ret : r;
+			if (ret == 0)
+				ret = err_set(ctx->reterr, r, "%s", cairn_error_message(err));
 			v->taken = false;
 			continue;
 		}
@@ -1051,9 +1104,10 @@ static int remove_batch(struct prune_ctx *ctx, size_t from, size_t end)
 	if (n && cache_delete_rows(ctx->c, ids, n, NULL) < 0) {
 		for (size_t i = from; i < end; i++) {
 			struct victim *v = &ctx->v[i];
-			int r = v->taken ? cache_delete_rows(ctx->c, v->ids, v->n,
-			                                     ret < 0 ? NULL : ctx->reterr)
-			                 : 0;
+			int r = v->taken && !v->gone
+			                ? cache_delete_rows(ctx->c, v->ids, v->n,
+			                                    ret < 0 ? NULL : ctx->reterr)
+			                : 0;
 			if (r < 0) {
 				ret = ret < 0 ? ret : r;
 				v->taken = false;
@@ -1136,7 +1190,7 @@ int cairn_cache_prune(cairn_cache *c, const cairn_prune_options *opts, cairn_err
 	int r = cache_check_open(c, reterr);
 	if (r < 0)
 		return r;
-	struct prune_ctx ctx = {.c = c, .opts = &o, .reterr = reterr};
+	struct prune_ctx ctx = {.c = c, .opts = &o, .commit_ns = PRUNE_COMMIT_NS, .reterr = reterr};
 	if (o.keep_duration_ns)
 		ctx.cutoff = meta_now_ns() - o.keep_duration_ns;
 	if ((r = snap_filter_parse(o.filters, o.n_filters, &ctx.filter, reterr)) < 0)

@@ -576,6 +576,55 @@ int content_list_ingests(content_store *s, content_ingest_fn fn, void *userdata,
 	return 0;
 }
 
+/* Asks @fn about the ingest directory @name of @ifd unless a writer holds it; 1 when removed. */
+static int check_ingest(content_store *s, int ifd, const char *name, content_ingest_check_fn fn,
+                        void *userdata, cairn_error **reterr)
+{
+	_cleanup_close_ int dfd =
+		openat(ifd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0 && (errno == ENOENT || errno == ENOTDIR || errno == ELOOP))
+		return 0;
+	if (dfd < 0)
+		return err_errno(reterr, -errno, "check ingest '%s/%s'", INGEST_DIR, name);
+	/* Held: a writer is at work. Gone: someone else removed it. */
+	if (flock_nb(dfd) < 0 || still_there(ifd, name, dfd) != 1)
+		return 0;
+	content_ingest_status st;
+	content_ingest_check c = {.key = name};
+	struct stat dst;
+	if (status_read(dfd, &st) == 0) {
+		c.ref = st.ref;
+		c.offset = st.offset;
+		c.updated_ns = st.updated_ns;
+	} else if (fstat(dfd, &dst) == 0) {
+		c.updated_ns = timespec_ns(&dst.st_mtim);
+	}
+	int r = fn(&c, userdata);
+	if (r <= 0)
+		return r;
+	r = ingest_remove(s, name, reterr);
+	return r < 0 ? err_prefix(reterr, "remove ingest '%s/%s'", INGEST_DIR, name) : 1;
+}
+
+int content_check_ingests(content_store *s, content_ingest_check_fn fn, void *userdata,
+                          cairn_error **reterr)
+{
+	_cleanup_close_ int ifd = open_store_dir(s, INGEST_DIR, false, NULL);
+	if (ifd == -ENOENT)
+		return 0;
+	if (ifd < 0)
+		return err_errno(reterr, ifd, "check ingests: open '%s'", INGEST_DIR);
+	_cleanup_(strv_freep) char **names = NULL;
+	int r = read_names(ifd, INGEST_DIR, &names, NULL, reterr), n = 0;
+	for (char **p = names; r >= 0 && *p; p++) {
+		if (!key_valid(*p))
+			continue;
+		r = check_ingest(s, ifd, *p, fn, userdata, reterr);
+		n += r > 0 ? r : 0;
+	}
+	return r < 0 ? r : n;
+}
+
 int content_abort(content_store *s, const char *ref, cairn_error **reterr)
 {
 	int r = ref_check(ref, reterr);

@@ -177,6 +177,28 @@ typedef int (*content_blob_fn)(const content_blob_info *info, void *userdata);
 int content_list_ingests(content_store *s, content_ingest_fn fn, void *userdata,
                          cairn_error **reterr);
 
+/* An ingest directory that no writer holds, as content_check_ingests() sees it. */
+typedef struct content_ingest_check {
+	const char *key;    /* its directory is ingest/<key> */
+	const char *ref;    /* NULL when it has no readable ref or data file (a write cut short) */
+	uint64_t offset;    /* bytes in data */
+	int64_t updated_ns; /* as content_ingest_status; without a ref: the directory's mtime */
+} content_ingest_check;
+
+/* Called per unheld ingest, with its lock held: 1 removes it, 0 keeps it, < 0 stops. */
+typedef int (*content_ingest_check_fn)(const content_ingest_check *c, void *userdata);
+
+/*
+ * content_check_ingests() - call @fn for every ingest directory that no writer holds (held
+ * ones are in use and skipped; so are entries that are not ingest directories, which
+ * content_reconcile() removes), and remove those for which @fn returns 1, still holding the
+ * lock, so that no writer can take it meanwhile. For fsck. Returns the number removed.
+ * Errors: -errno reading or removing (naming the directory), or @fn's negative return.
+ * Locking: takes each ingest's flock without waiting, one at a time.
+ */
+int content_check_ingests(content_store *s, content_ingest_check_fn fn, void *userdata,
+                          cairn_error **reterr);
+
 /*
  * content_add_fd() - stream @fd from its current offset to EOF into the store, through an
  * ingest with a fresh unique ref that is aborted on any failure. With @expected (may be NULL)

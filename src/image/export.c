@@ -34,6 +34,7 @@ struct out_layer {
 	cairn_blob *blob;
 	struct image_desc d; /* what the manifest says (media type borrowed from static text) */
 	int fd;              /* docker archive: the plain tar's bytes */
+	char *source;        /* image_build() with lazy_ok: where a lazy blob is, else NULL */
 };
 
 struct exp {
@@ -57,6 +58,7 @@ struct exp {
 	const char *config_mt;
 	const char *manifest_mt; /* the media type of what is written */
 	uint64_t total, done;
+	bool lazy_ok; /* lazy blobs stay where they are (image_build() for push) */
 };
 
 static void exp_clear(struct exp *x)
@@ -66,6 +68,7 @@ static void exp_clear(struct exp *x)
 	for (size_t i = 0; x->layers && i < x->n; i++) {
 		cairn_blob_free(x->layers[i].blob);
 		safe_close(x->layers[i].fd);
+		free(x->layers[i].source);
 	}
 	free(x->refs);
 	free(x->layers);
@@ -137,14 +140,77 @@ static int load_chain(struct exp *x, cairn_error **reterr)
 		return err_set(reterr, -ENOMEM, "export '%s': out of memory", x->ref);
 	for (size_t i = 0; i < x->n; i++) {
 		x->layers[i].fd = -EBADF;
-		r = cairn_ref_get_remote(x->refs[i], x->o->compression, x->o->source_date_epoch,
-		                         &x->layers[i].blob, reterr);
+		r = image_layer_blob(x->refs[i], x->o->compression, x->o->source_date_epoch,
+		                     x->lazy_ok, &x->layers[i].blob, &x->layers[i].source, reterr);
 		if (r < 0)
 			return err_prefix(reterr, "export '%s': layer of record '%s'", x->ref,
 			                  cairn_ref_id(x->refs[i]));
 		x->total += (uint64_t)x->layers[i].blob->size;
 	}
 	return 0;
+}
+
+/* The labels that make a blob lazy (src/cache): its source and size. */
+struct lazy_labels {
+	char *source;
+	int64_t size;
+};
+
+static int pick_lazy_label(const char *key, const char *value, void *userdata)
+{
+	struct lazy_labels *l = userdata;
+	if (strcmp(key, CACHE_LABEL_SOURCE) == 0 && !l->source && !(l->source = strdup(value)))
+		return -ENOMEM;
+	if (strcmp(key, CACHE_LABEL_SIZE) == 0) {
+		char *end = NULL;
+		long long v = strtoll(value, &end, 10);
+		l->size = end && !*end && v > 0 ? v : 0;
+	}
+	return 0;
+}
+
+/* The blob of @ref's record when it is lazy (recorded, not in the content store, its source and
+ * size labelled): 1 and *@ret, *@ret_source; 0 when it is not. */
+static int lazy_blob(cairn_ref *ref, cairn_blob **ret, char **ret_source, cairn_error **reterr)
+{
+	cairn_cache *c = ref->cache;
+	_cleanup_(meta_record_clear) struct meta_record row = {0};
+	int r = cache_load_once(c, ref->id, &row, reterr);
+	if (r < 0 || !row.blob || !row.diff_id || !row.media_type)
+		return r < 0 ? r : 0;
+	if ((r = content_exists(c->store->content, row.blob, reterr)) != 0)
+		return r < 0 ? r : 0;
+	struct lazy_labels l = {0};
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	if ((r = meta_tx_begin(c->db, &tx, false, reterr)) < 0)
+		return r;
+	r = meta_content_labels(&tx, row.blob, pick_lazy_label, &l, reterr);
+	if (r == -ENOMEM)
+		r = err_set(reterr, -ENOMEM, "record '%s': out of memory", ref->id);
+	cairn_blob *b = r >= 0 && l.source && l.size > 0 ? calloc(1, sizeof(*b)) : NULL;
+	if (!b) {
+		free(l.source);
+		return r < 0 ? r : l.source && l.size > 0 ? -ENOMEM : 0;
+	}
+	b->digest = TAKE_PTR(row.blob);
+	b->diff_id = TAKE_PTR(row.diff_id);
+	b->media_type = TAKE_PTR(row.media_type);
+	b->size = l.size;
+	*ret = b;
+	*ret_source = l.source;
+	return 1;
+}
+
+int image_layer_blob(cairn_ref *ref, const char *compression, int64_t source_date_epoch,
+                     bool lazy_ok, cairn_blob **ret, char **ret_source, cairn_error **reterr)
+{
+	*ret_source = NULL;
+	int r = lazy_ok ? lazy_blob(ref, ret, ret_source, reterr) : 0;
+	if (r == -ENOMEM && reterr && !*reterr)
+		r = err_set(reterr, -ENOMEM, "record '%s': out of memory", cairn_ref_id(ref));
+	if (r != 0)
+		return r < 0 ? r : 0;
+	return cairn_ref_get_remote(ref, compression, source_date_epoch, ret, reterr);
 }
 
 /* Blob @dg of the store (at most @max bytes) into *@ret. */
@@ -861,6 +927,95 @@ static bool ref_name_valid(const char *s)
 	return true;
 }
 
+/* The chain, its blobs (plain tars for a docker archive), the config and the manifest. */
+static int build(struct exp *x, cairn_error **reterr)
+{
+	int r = load_chain(x, reterr);
+	if (r >= 0)
+		r = load_base(x, reterr);
+	for (size_t i = 0; r >= 0 && x->o->format == CAIRN_IMAGE_FORMAT_OCI && i < x->n; i++) {
+		struct out_layer *l = &x->layers[i];
+		l->d.media_type = l->blob->media_type;
+		l->d.size = l->blob->size;
+		r = digest_parse(l->blob->digest, &l->d.digest, reterr);
+	}
+	if (r >= 0 && x->o->format == CAIRN_IMAGE_FORMAT_DOCKER_ARCHIVE)
+		r = prepare_docker_layers(x, reterr);
+	if (r >= 0)
+		r = build_config(x, reterr);
+	if (r >= 0)
+		r = build_manifest(x, reterr);
+	return r;
+}
+
+void image_built_clear(struct image_built *b)
+{
+	for (size_t i = 0; b->blobs && i < b->n; i++)
+		cairn_blob_free(b->blobs[i]);
+	for (size_t i = 0; b->sources && i < b->n; i++)
+		free(b->sources[i]);
+	for (size_t i = 0; b->records && i < b->n; i++)
+		free(b->records[i]);
+	free(b->blobs);
+	free(b->sources);
+	free(b->records);
+	free(b->id);
+	free(b->config);
+	free(b->manifest);
+	free(b->config_mt);
+	free(b->manifest_mt);
+	*b = (struct image_built){0};
+}
+
+/* Moves what @x built into @b. */
+static int take_built(struct exp *x, struct image_built *b, cairn_error **reterr)
+{
+	*b = (struct image_built){.n = x->n,
+	                          .config_len = x->config_len,
+	                          .manifest_len = x->manifest_len,
+	                          .config_digest = x->config_digest,
+	                          .manifest_digest = x->manifest_digest};
+	b->blobs = calloc(x->n ? x->n : 1, sizeof(*b->blobs));
+	b->sources = calloc(x->n ? x->n : 1, sizeof(*b->sources));
+	b->records = calloc(x->n ? x->n : 1, sizeof(*b->records));
+	b->config_mt = strdup(x->config_mt);
+	b->manifest_mt = strdup(x->manifest_mt);
+	bool ok = b->blobs && b->sources && b->records && b->config_mt && b->manifest_mt;
+	for (size_t i = 0; ok && i < x->n; i++)
+		ok = (b->records[i] = strdup(cairn_ref_id(x->refs[i]))) != NULL;
+	if (!ok) {
+		image_built_clear(b);
+		return err_set(reterr, -ENOMEM, "image '%s': out of memory", x->ref);
+	}
+	for (size_t i = 0; i < x->n; i++) {
+		b->blobs[i] = TAKE_PTR(x->layers[i].blob);
+		b->sources[i] = TAKE_PTR(x->layers[i].source);
+	}
+	b->id = TAKE_PTR(x->id);
+	b->config = TAKE_PTR(x->config);
+	b->manifest = TAKE_PTR(x->manifest);
+	return 0;
+}
+
+int image_build(cairn_cache *c, const char *ref, const char *compression, int64_t source_date_epoch,
+                struct image_built *ret, cairn_error **reterr)
+{
+	cairn_image_export_options o = {.version = CAIRN_IMAGE_EXPORT_OPTIONS_VERSION,
+	                                .format = CAIRN_IMAGE_FORMAT_OCI,
+	                                .compression = compression,
+	                                .source_date_epoch = source_date_epoch};
+	layer_compression comp;
+	int r = 0;
+	if (compression && (r = layer_compression_parse(compression, &comp, reterr)) < 0)
+		return err_prefix(reterr, "image '%s'", ref);
+	struct exp x = {.c = c, .o = &o, .ref = ref, .output = "", .lazy_ok = true};
+	r = build(&x, reterr);
+	if (r >= 0)
+		r = take_built(&x, ret, reterr);
+	exp_clear(&x);
+	return r;
+}
+
 int cairn_image_export(cairn_cache *c, const char *ref, const char *output,
                        const cairn_image_export_options *opts, cairn_image_info **ret,
                        cairn_error **reterr)
@@ -885,21 +1040,7 @@ int cairn_image_export(cairn_cache *c, const char *ref, const char *output,
 		               ref, o.tag);
 	const char *ref_name = o.tag ? o.tag : "latest";
 	struct exp x = {.c = c, .o = &o, .ref = ref, .output = output};
-	r = load_chain(&x, reterr);
-	if (r >= 0)
-		r = load_base(&x, reterr);
-	for (size_t i = 0; r >= 0 && o.format == CAIRN_IMAGE_FORMAT_OCI && i < x.n; i++) {
-		struct out_layer *l = &x.layers[i];
-		l->d.media_type = l->blob->media_type;
-		l->d.size = l->blob->size;
-		r = digest_parse(l->blob->digest, &l->d.digest, reterr);
-	}
-	if (r >= 0 && o.format == CAIRN_IMAGE_FORMAT_DOCKER_ARCHIVE)
-		r = prepare_docker_layers(&x, reterr);
-	if (r >= 0)
-		r = build_config(&x, reterr);
-	if (r >= 0)
-		r = build_manifest(&x, reterr);
+	r = build(&x, reterr);
 	if (r >= 0)
 		r = o.format == CAIRN_IMAGE_FORMAT_OCI ? write_oci(&x, ref_name, reterr)
 		                                       : write_docker(&x, o.tag, ref_name, reterr);

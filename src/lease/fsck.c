@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "base/fs.h"
+#include "content/content.h"
 #include "cairn/lease.h"
 #include "lease.h"
 #include "meta/labels.h"
@@ -213,6 +214,22 @@ static bool blob_usable(struct fsck *f, const char *dgst)
 	return content_exists(f->store->content, dgst, NULL) > 0;
 }
 
+static int has_source(const char *key, const char *value, void *userdata)
+{
+	(void)value;
+	if (strcmp(key, "cairn.lazy.source") == 0)
+		*(bool *)userdata = true;
+	return 0;
+}
+
+/* Whether blob @dgst is lazy: a source to fetch it from is recorded (src/cache/blobs.c), so its
+ * absence is no problem ("remote"). */
+static bool blob_remote(struct fsck *f, const char *dgst)
+{
+	bool lazy = false;
+	return meta_content_labels(f->tx, dgst, has_source, &lazy, NULL) >= 0 && lazy;
+}
+
 static int check_record_snapshot(struct fsck *f, const char *id, const char *drv,
                                  const char *snapshot, const char *blob)
 {
@@ -259,12 +276,12 @@ static int check_record(const char *id, const char *drv, const char *snapshot, c
 	if (extracted && snapshot && !snapshot_exists(f, drv, snapshot) &&
 	    !finalize_pending(f, id, drv))
 		r = check_record_snapshot(f, id, drv, snapshot, blob);
-	if (r >= 0 && !extracted && blob && !blob_usable(f, blob))
+	if (r >= 0 && !extracted && blob && !blob_usable(f, blob) && !blob_remote(f, blob))
 		r = report(f, "record", id, false,
 		           "record '%s' is not extracted and its blob '%s' is missing or corrupt: "
 		           "import or pull that layer again",
 		           id, blob);
-	if (r >= 0 && extracted && blob && !blob_usable(f, blob))
+	if (r >= 0 && extracted && blob && !blob_usable(f, blob) && !blob_remote(f, blob))
 		r = report(
 			f, "record", id, false,
 			"record '%s': its blob '%s' is missing or corrupt (its snapshot is intact; "
@@ -394,6 +411,422 @@ static int check_references(struct fsck *f)
 	return f->repair ? meta_tx_commit(&tx, f->reterr) : 0;
 }
 
+/* ---- ingests ---- */
+
+/* An ingest without a ref file this young may be a writer between its mkdir and its lock (the
+ * age content_reconcile() waits for too); with the store to itself fsck knows there is none. */
+#define INGEST_CUT_SHORT_AGE_NS (600LL * 1000000000)
+
+/* An ingest no writer holds: abandoned when it was cut short (no ref or data file) or left
+ * alone longer than gc allows (LEASE_INGEST_MAX_AGE_NS); younger ones are resumable. */
+static int check_ingest(const content_ingest_check *c, void *userdata)
+{
+	struct fsck *f = userdata;
+	int64_t age = meta_now_ns() - c->updated_ns;
+	bool alone = f->store->flags & CAIRN_STORE_EXCLUSIVE;
+	int r;
+	if (!c->ref) {
+		if (!alone && age < INGEST_CUT_SHORT_AGE_NS)
+			return 0;
+		r = report(f, "ingest", c->key, f->repair,
+		           "ingest 'ingest/%s' has no ref or data file and no writer: a write cut "
+		           "short%s",
+		           c->key, f->repair ? " (removed)" : "; --repair removes it");
+	} else {
+		if (age < LEASE_INGEST_MAX_AGE_NS)
+			return 0;
+		r = report(f, "ingest", c->ref, f->repair,
+		           "ingest '%s' ('ingest/%s', %" PRIu64
+		           " bytes) has no writer and was last "
+		           "written %" PRId64 " hours ago: abandoned (gc removes it too)%s",
+		           c->ref, c->key, c->offset, (int64_t)(age / (3600LL * 1000000000)),
+		           f->repair ? " (removed)" : "; --repair removes it");
+	}
+	return r < 0 ? r : f->repair;
+}
+
+static int check_ingests(struct fsck *f)
+{
+	int r = content_check_ingests(f->store->content, check_ingest, f, f->reterr);
+	return r < 0 ? err_prefix(f->reterr, "fsck: ingests") : 0;
+}
+
+/* ---- snapshot chains ---- */
+
+struct snode {
+	int64_t id, parent;
+	int kind;
+	char *drv, *name;
+	ssize_t up;  /* index of the parent node, -1: none or missing */
+	bool bad;    /* on a broken chain: goes with --repair */
+	bool pinned; /* used (itself or below) by a record that has no blob to re-extract it from */
+	char *why;   /* what is wrong with it (NULL: it sits on a broken snapshot) */
+	char *record; /* the record whose parent it contradicts, when that is what is wrong */
+};
+
+struct rref {
+	char *id, *drv, *snapshot, *blob, *parent;
+};
+
+struct chains {
+	struct fsck *f;
+	struct snode *v; /* in id order */
+	size_t n;
+	size_t *by_name; /* indexes of v in (name, snapshotter) order */
+	struct rref *recs;
+	size_t n_recs;
+};
+
+static int collect_snode(const struct meta_snapshot *s, void *userdata)
+{
+	struct chains *c = userdata;
+	struct snode *a = realloc(c->v, (c->n + 1) * sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	c->v = a;
+	a[c->n] = (struct snode){.id = s->id,
+	                         .parent = s->parent,
+	                         .kind = s->kind,
+	                         .drv = strdup(s->snapshotter),
+	                         .name = strdup(s->name),
+	                         .up = -1};
+	c->n++;
+	return a[c->n - 1].drv && a[c->n - 1].name ? 0 : -ENOMEM;
+}
+
+static int collect_rref(const char *id, const char *drv, const char *snapshot, const char *blob,
+                        const char *parent, bool deleted, bool extracted, void *userdata)
+{
+	struct chains *c = userdata;
+	if (deleted || !extracted || !snapshot)
+		return 0; /* a tombstone, or no data of its own yet */
+	struct rref *a = realloc(c->recs, (c->n_recs + 1) * sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	c->recs = a;
+	a[c->n_recs] = (struct rref){strdup(id), strdup(drv), strdup(snapshot),
+	                             blob ? strdup(blob) : NULL, parent ? strdup(parent) : NULL};
+	struct rref *x = &a[c->n_recs++];
+	return x->id && x->drv && x->snapshot && (!blob || x->blob) && (!parent || x->parent)
+	               ? 0
+	               : -ENOMEM;
+}
+
+static void chains_free(struct chains *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		free(c->v[i].drv);
+		free(c->v[i].name);
+		free(c->v[i].why);
+		free(c->v[i].record);
+	}
+	for (size_t i = 0; i < c->n_recs; i++) {
+		free(c->recs[i].id);
+		free(c->recs[i].drv);
+		free(c->recs[i].snapshot);
+		free(c->recs[i].blob);
+		free(c->recs[i].parent);
+	}
+	free(c->v);
+	free(c->by_name);
+	free(c->recs);
+}
+
+static int cmp_snode(const void *a, const void *b)
+{
+	const struct snode *x = a, *y = b;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static ssize_t snode_by_id(const struct chains *c, int64_t id)
+{
+	struct snode key = {.id = id};
+	const struct snode *x = bsearch(&key, c->v, c->n, sizeof(*c->v), cmp_snode);
+	return x ? x - c->v : -1;
+}
+
+static int cmp_name(const struct snode *x, const char *drv, const char *name)
+{
+	int k = strcmp(x->name, name);
+	return k ? k : strcmp(x->drv, drv);
+}
+
+static int cmp_by_name(const void *a, const void *b, void *userdata)
+{
+	const struct snode *v = userdata, *y = &v[*(const size_t *)b];
+	return cmp_name(&v[*(const size_t *)a], y->drv, y->name);
+}
+
+static ssize_t snode_by_name(const struct chains *c, const char *drv, const char *name)
+{
+	size_t lo = 0, hi = c->n;
+	while (name && lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int k = cmp_name(&c->v[c->by_name[mid]], drv, name);
+		if (k == 0)
+			return (ssize_t)c->by_name[mid];
+		if (k < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+static int cmp_rref(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct rref *)elem)->id);
+}
+
+/* Records come in id order (meta_record_refs()). */
+static const struct rref *rref_find(const struct chains *c, const char *id)
+{
+	return id ? bsearch(id, c->recs, c->n_recs, sizeof(*c->recs), cmp_rref) : NULL;
+}
+
+/* Marks @x broken for the reason @fmt (reported once the repair knows what it can do). */
+static int set_bad(struct snode *x, const char *record, const char *fmt, ...) _printf_(3, 4);
+
+static int set_bad(struct snode *x, const char *record, const char *fmt, ...)
+{
+	if (x->why)
+		return 0;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vasprintf(&x->why, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		x->why = NULL;
+		return -ENOMEM;
+	}
+	x->bad = true;
+	return record && !(x->record = strdup(record)) ? -ENOMEM : 0;
+}
+
+/* Parent, kind and cycle of every snapshot: a parent that is missing or not committed, or a
+ * chain that comes back to itself, makes the snapshot unusable (its layers cannot be stacked). */
+static int check_snapshot_parents(struct chains *c)
+{
+	int r = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		struct snode *x = &c->v[i];
+		if (!x->parent)
+			continue;
+		x->up = snode_by_id(c, x->parent);
+		if (x->up < 0)
+			r = set_bad(x, NULL,
+			            "snapshot '%s' (%s, id %" PRId64
+			            "): its parent snapshot (id %" PRId64 ") does not exist",
+			            x->name, x->drv, x->id, x->parent);
+		else if (c->v[x->up].kind != META_SNAPSHOT_COMMITTED)
+			r = set_bad(x, NULL,
+			            "snapshot '%s' (%s): its parent '%s' is not committed (%s)",
+			            x->name, x->drv, c->v[x->up].name,
+			            snap_kind_name((snap_kind)c->v[x->up].kind));
+		if (r < 0)
+			return r;
+	}
+	for (size_t i = 0; i < c->n; i++) {
+		/* More steps up than there are snapshots: the chain loops. */
+		ssize_t k = (ssize_t)i;
+		for (size_t steps = 0; k >= 0 && steps <= c->n; steps++)
+			k = c->v[k].up;
+		if (k >= 0 && (r = set_bad(&c->v[i], NULL,
+		                           "snapshot '%s' (%s): its chain of parents loops back on "
+		                           "itself",
+		                           c->v[i].name, c->v[i].drv)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Whether the snapshot named @have is, as a parent, the same layers as the one named @want: the
+ * same snapshot, or one that records of the same chain id use (records with one chain id share
+ * their data, so a child may sit on another record's copy of its parent's layers). */
+static bool same_layers(struct chains *c, const char *drv, const char *want, const char *have)
+{
+	if (!want || !have)
+		return !want && !have;
+	if (strcmp(want, have) == 0)
+		return true;
+	struct fsck *f = c->f;
+	_cleanup_free_ char *chain = NULL;
+	for (size_t i = 0; !chain && i < c->n_recs; i++) {
+		struct meta_record r = {0};
+		if (strcmp(c->recs[i].drv, drv) == 0 && strcmp(c->recs[i].snapshot, want) == 0 &&
+		    meta_record_get(f->tx, c->recs[i].id, &r, NULL) > 0 && r.chain_id)
+			chain = TAKE_PTR(r.chain_id);
+		meta_record_clear(&r);
+	}
+	bool same = false;
+	for (size_t i = 0; chain && !same && i < c->n_recs; i++) {
+		struct meta_record r = {0};
+		same = strcmp(c->recs[i].drv, drv) == 0 && strcmp(c->recs[i].snapshot, have) == 0 &&
+		       meta_record_get(f->tx, c->recs[i].id, &r, NULL) > 0 && r.chain_id &&
+		       strcmp(r.chain_id, chain) == 0;
+		meta_record_clear(&r);
+	}
+	return same;
+}
+
+/* Each record's snapshot sits on its parent record's snapshot (no parent: on nothing). */
+static int check_record_chains(struct chains *c)
+{
+	for (size_t i = 0; i < c->n_recs; i++) {
+		const struct rref *x = &c->recs[i];
+		ssize_t s = snode_by_name(c, x->drv, x->snapshot);
+		if (s < 0 || c->v[s].bad)
+			continue; /* missing (reported with the record) or broken already */
+		const struct rref *p = x->parent ? rref_find(c, x->parent) : NULL;
+		if (x->parent && !p)
+			continue; /* a parent not extracted, or missing (reported with the record)
+			           */
+		const char *want = p ? p->snapshot : NULL;
+		ssize_t up = c->v[s].up;
+		const char *have = up >= 0 ? c->v[up].name : NULL;
+		if (same_layers(c, x->drv, want, have))
+			continue;
+		int r = set_bad(
+			&c->v[s], x->id,
+			"record '%s': its snapshot '%s' sits on %s%s%s, but its parent record "
+			"%s%s%s has snapshot %s%s%s",
+			x->id, x->snapshot, have ? "'" : "", have ? have : "nothing",
+			have ? "'" : "", p ? "'" : "", p ? p->id : "(none)", p ? "'" : "",
+			want ? "'" : "", want ? want : "(none)", want ? "'" : "");
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* What sits on a broken snapshot is broken too. */
+static void spread_bad(struct chains *c)
+{
+	for (bool changed = true; changed;) {
+		changed = false;
+		for (size_t i = 0; i < c->n; i++)
+			if (!c->v[i].bad && c->v[i].up >= 0 && c->v[c->v[i].up].bad)
+				changed = c->v[i].bad = true;
+	}
+}
+
+/*
+ * What sits on a broken snapshot is broken too. A broken snapshot goes with --repair unless it
+ * (or one below it) holds the only copy of a record's data (no usable blob to extract it again
+ * from): then it stays, reported as not repaired.
+ */
+static int mark_broken(struct chains *c)
+{
+	spread_bad(c);
+	for (size_t i = 0; i < c->n_recs; i++) {
+		const struct rref *x = &c->recs[i];
+		ssize_t s = snode_by_name(c, x->drv, x->snapshot);
+		if (s < 0 || !c->v[s].bad || (x->blob && blob_usable(c->f, x->blob)))
+			continue;
+		int r = report(
+			c->f, "record", x->id, false,
+			"record '%s': its snapshot '%s' is on a broken chain and no blob holds "
+			"its data: remove the record (cairn rm %s) or import its layer again",
+			x->id, x->snapshot, x->id);
+		if (r < 0)
+			return r;
+		/* It and everything below it stay. */
+		for (ssize_t k = s, steps = 0; k >= 0 && (size_t)steps <= c->n; steps++) {
+			c->v[k].pinned = true;
+			k = c->v[k].up;
+		}
+	}
+	const char *drv = snap_driver_name(c->f->store->snap);
+	for (size_t i = 0; i < c->n; i++) {
+		const struct snode *x = &c->v[i];
+		if (!x->bad)
+			continue;
+		bool mine = strcmp(x->drv, drv) == 0;
+		bool fixed = c->f->repair && !x->pinned && mine;
+		const char *how = !c->f->repair ? ""
+		                  : fixed       ? " (snapshot removed)"
+		                  : x->pinned
+		                          ? " (kept: a record's only data)"
+		                          : " (kept: run fsck --repair with that --snapshotter)";
+		int r;
+		if (x->why)
+			r = report(c->f, x->record ? "record" : "snapshot",
+			           x->record ? x->record : x->name, fixed, "%s%s%s", x->why,
+			           c->f->repair ? "" : "; --repair removes the snapshot", how);
+		else
+			r = report(c->f, "snapshot", x->name, fixed,
+			           "snapshot '%s' (%s) sits on '%s', a broken snapshot%s%s",
+			           x->name, x->drv, c->v[x->up].name,
+			           c->f->repair ? "" : "; --repair removes it", how);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int repair_chains(struct chains *c)
+{
+	struct fsck *f = c->f;
+	const char *mine = snap_driver_name(f->store->snap);
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	int r = meta_tx_begin(f->store->db, &tx, true, f->reterr);
+	/* Unlinked first: then no broken snapshot has a child left, whatever the order. */
+	for (size_t i = 0; r >= 0 && i < c->n; i++)
+		if (c->v[i].bad && !c->v[i].pinned && strcmp(c->v[i].drv, mine) == 0 &&
+		    c->v[i].parent)
+			r = meta_snapshot_clear_parent(&tx, c->v[i].id, f->reterr);
+	if (r < 0 || (r = meta_tx_commit(&tx, f->reterr)) < 0)
+		return r;
+	meta_tx_end(&tx);
+	for (size_t i = 0; r >= 0 && i < c->n; i++) {
+		struct snode *x = &c->v[i];
+		if (!x->bad || x->pinned)
+			continue;
+		if (strcmp(x->drv, mine) != 0)
+			continue;
+		_cleanup_(cairn_error_freep) cairn_error *e = NULL;
+		if (snap_remove(f->store->snap, x->name, &e) < 0 && e)
+			r = report(f, "snapshot", x->name, false, "snapshot '%s' (%s): %s", x->name,
+			           x->drv, cairn_error_message(e));
+	}
+	return r;
+}
+
+static int check_chains(struct fsck *f)
+{
+	struct chains c = {.f = f};
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	int r = meta_tx_begin(f->store->db, &tx, false, f->reterr);
+	f->tx = &tx;
+	if (r >= 0 && (r = meta_snapshot_list(&tx, NULL, collect_snode, &c, f->reterr)) >= 0)
+		r = meta_record_refs(&tx, collect_rref, &c, f->reterr);
+	if (r == -ENOMEM)
+		r = err_set(f->reterr, r, "fsck: out of memory");
+	if (r >= 0) {
+		if (c.n > 0) /* qsort(NULL, 0) is undefined */
+			qsort(c.v, c.n, sizeof(*c.v), cmp_snode);
+		if (!(c.by_name = calloc(c.n + 1, sizeof(size_t))))
+			r = err_set(f->reterr, -ENOMEM, "fsck: out of memory");
+	}
+	if (r >= 0) {
+		for (size_t i = 0; i < c.n; i++)
+			c.by_name[i] = i;
+		if (c.n > 0)
+			qsort_r(c.by_name, c.n, sizeof(size_t), cmp_by_name, c.v);
+		if ((r = check_snapshot_parents(&c)) >= 0) {
+			spread_bad(&c);
+			if ((r = check_record_chains(&c)) >= 0)
+				r = mark_broken(&c);
+		}
+	}
+	meta_tx_end(&tx);
+	f->tx = NULL;
+	if (r >= 0 && f->repair)
+		r = repair_chains(&c);
+	chains_free(&c);
+	return r;
+}
+
 int cairn_fsck(cairn_store *store, unsigned flags, cairn_fsck_fn fn, void *userdata,
                size_t *ret_problems, cairn_error **reterr)
 {
@@ -415,8 +848,12 @@ int cairn_fsck(cairn_store *store, unsigned flags, cairn_fsck_fn fn, void *userd
 		.snapfd = openat(store->rootfd, "snapshots", O_RDONLY | O_DIRECTORY | O_CLOEXEC),
 		.reterr = reterr,
 	};
-	int r = content_walk(store->content, check_blob, &f, reterr);
-	if (r >= 0 && (r = check_snapshots(&f)) >= 0)
+	/* The database's own pages first: opening the store reads only its header. */
+	int r = meta_check(store->db, reterr);
+	if (r >= 0)
+		r = content_walk(store->content, check_blob, &f, reterr);
+	if (r >= 0 && (r = check_ingests(&f)) >= 0 && (r = check_snapshots(&f)) >= 0 &&
+	    (r = check_chains(&f)) >= 0)
 		r = check_references(&f);
 	for (size_t i = 0; i < f.n_corrupt; i++)
 		free(f.corrupt[i]);

@@ -31,8 +31,6 @@
 #include "meta/snapshots.h"
 #include "store/store.h"
 
-#define INGEST_MAX_AGE_NS (24LL * 3600 * 1000000000)
-
 /* ---- a set of strings (open addressing) ---- */
 
 struct strset {
@@ -560,7 +558,7 @@ static int pick_blob(const content_blob_info *info, void *userdata)
 static int pick_ingest(const content_ingest_status *st, void *userdata)
 {
 	struct pick *p = userdata;
-	if (st->updated_ns > p->g->now - INGEST_MAX_AGE_NS)
+	if (st->updated_ns > p->g->now - LEASE_INGEST_MAX_AGE_NS)
 		return 0;
 	if (push(&p->v->ingests, &p->v->n_ingests, st->ref) < 0)
 		return oom(p->g);

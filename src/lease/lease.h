@@ -12,6 +12,10 @@
 #define LEASE_RECORD   "record"
 #define LEASE_SNAPSHOT "snapshots/" /* followed by the snapshotter: "snapshots/overlay" */
 
+/* An ingest that no writer has touched for this long is abandoned: gc removes it, fsck reports
+ * it (and --repair removes it). Younger ones stay to be resumed. */
+#define LEASE_INGEST_MAX_AGE_NS (24LL * 3600 * 1000000000)
+
 /* lease_proc_start() - the start time of @pid (clock ticks after boot, /proc/PID/stat field 22),
  * or -1 when there is no such process. */
 int64_t lease_proc_start(int64_t pid);

@@ -25,11 +25,17 @@ typedef struct meta_db meta_db;
 /*
  * meta_open() - open or create the database at @path (an ordinary path: the store has already
  * confined it). Creates with mode 0600, sets the pragmas, migrates an older schema forward in one
- * transaction. Errors: CAIRN_ECORRUPT when @path is not a SQLite database or fails its quick
- * check (message names @path; the file is left alone, never recreated); CAIRN_ESCHEMA when
- * user_version is newer than META_SCHEMA_VERSION; -EACCES/-EROFS and others from SQLite's open.
+ * transaction. It reads the header and schema, not every page (meta_check() does). Errors:
+ * CAIRN_ECORRUPT when @path is not a SQLite database (message names @path; the file is left
+ * alone, never recreated); CAIRN_ESCHEMA when user_version is newer than META_SCHEMA_VERSION;
+ * -EACCES/-EROFS and others from SQLite's open.
  */
 int meta_open(const char *path, meta_db **ret, cairn_error **reterr);
+
+/* meta_check() - SQLite's quick_check of the whole file (reads every page: fsck's job, not
+ * open's). Errors: CAIRN_ECORRUPT naming the path and SQLite's first finding; others from SQLite.
+ * Locking: takes the db mutex. */
+int meta_check(meta_db *db, cairn_error **reterr);
 
 /* meta_close() - close; NULL-safe; returns NULL. No transaction may be open. */
 meta_db *meta_close(meta_db *db);
@@ -47,13 +53,21 @@ typedef struct meta_tx {
 	meta_db *db;
 	bool active;
 	bool write;
+	/* Set after begin: the commit leaves a due WAL checkpoint to meta_checkpoint(), for a
+	 * caller that holds another lock across the commit (prune: the manager's). */
+	bool defer_checkpoint;
 } meta_tx;
 
 /* meta_tx_begin() - BEGIN (read) or BEGIN IMMEDIATE (@write). Errors: CAIRN_ELOCKED when another
  * process holds the write lock past the busy timeout; others from SQLite. */
 int meta_tx_begin(meta_db *db, meta_tx *tx, bool write, cairn_error **reterr);
-/* meta_tx_commit() - COMMIT. On failure the transaction is rolled back. */
+/* meta_tx_commit() - COMMIT. On failure the transaction is rolled back. Once the WAL has grown
+ * past 4,000 frames, a write commit then runs a passive checkpoint (SQLite's auto-checkpoint,
+ * after the write lock is released; no other writer waits for it) unless @tx->defer_checkpoint. */
 int meta_tx_commit(meta_tx *tx, cairn_error **reterr);
+/* meta_checkpoint() - the checkpoint a deferring commit left, if one is due. No transaction of
+ * this connection may be open. Locking: takes the db mutex. */
+void meta_checkpoint(meta_db *db);
 /* meta_tx_end() - roll back if still active. Safe on a zeroed or committed tx. */
 void meta_tx_end(meta_tx *tx);
 

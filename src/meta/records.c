@@ -149,6 +149,7 @@ int meta_record_insert(meta_tx *tx, const struct meta_record *rec, cairn_error *
 
 struct record_walk {
 	meta_record_fn fn;
+	meta_record_take_fn take; /* instead of @fn */
 	void *userdata;
 };
 
@@ -160,25 +161,51 @@ static int record_row(sqlite3_stmt *st, void *userdata, cairn_error **reterr)
 	int r = read_record(st, &rec);
 	if (r < 0)
 		return err_set(reterr, r, "list records: out of memory");
-	r = w->fn(&rec, w->userdata);
+	r = w->take ? w->take(&rec, w->userdata) : w->fn(&rec, w->userdata);
 	meta_record_clear(&rec);
 	return r;
 }
 
-int meta_record_list(meta_tx *tx, const char *snapshotter, meta_record_fn fn, void *userdata,
+/* Walks the rows of @snapshotter that @sql (a SELECT_RECORD with the snapshotter as parameter
+ * 1) finds, handing each to @w. */
+static int list_rows(meta_tx *tx, const char *sql, const char *snapshotter, struct record_walk *w,
                      cairn_error **reterr)
 {
-	/* Uncached: @fn may prepare other statements. */
+	/* Uncached: the callback may prepare other statements. */
 	_cleanup_(meta_finalizep) sqlite3_stmt *st = NULL;
-	/* "+": a scan of the table in id order, not a lookup per row through the snapshot index
-	 * and a sort (10x slower with 10,000 rows). */
-	int r = meta_prepare_once(tx, SELECT_RECORD "WHERE +r.snapshotter = ? ORDER BY r.id", &st,
-	                          reterr, "list records");
+	int r = meta_prepare_once(tx, sql, &st, reterr, "list records");
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, snapshotter, -1, SQLITE_STATIC);
-	struct record_walk w = {fn, userdata};
-	return meta_walk(tx, st, record_row, &w, reterr, "list records");
+	return meta_walk(tx, st, record_row, w, reterr, "list records");
+}
+
+/* "+": a scan of the table in id order, not a lookup per row through the snapshot index and a
+ * sort (10x slower with 10,000 rows). */
+#define LIST_ALL SELECT_RECORD "WHERE +r.snapshotter = ? ORDER BY r.id"
+
+int meta_record_list(meta_tx *tx, const char *snapshotter, meta_record_fn fn, void *userdata,
+                     cairn_error **reterr)
+{
+	struct record_walk w = {.fn = fn, .userdata = userdata};
+	return list_rows(tx, LIST_ALL, snapshotter, &w, reterr);
+}
+
+int meta_record_list_take(meta_tx *tx, const char *snapshotter, meta_record_take_fn fn,
+                          void *userdata, cairn_error **reterr)
+{
+	struct record_walk w = {.take = fn, .userdata = userdata};
+	return list_rows(tx, LIST_ALL, snapshotter, &w, reterr);
+}
+
+int meta_record_list_unsettled(meta_tx *tx, const char *snapshotter, meta_record_fn fn,
+                               void *userdata, cairn_error **reterr)
+{
+	struct record_walk w = {.fn = fn, .userdata = userdata};
+	return list_rows(tx,
+	                 SELECT_RECORD "WHERE +r.snapshotter = ? AND (r.deleted OR r.kind = 1 OR "
+	                               "r.equal_mutable IS NOT NULL OR r.extracted) ORDER BY r.id",
+	                 snapshotter, &w, reterr);
 }
 
 /* Collects text column 0 of @st's rows (bound by the caller; at most @max) into an array. */
@@ -339,6 +366,12 @@ int meta_record_set_type(meta_tx *tx, const char *id, const char *type, cairn_er
 {
 	return update(tx, "UPDATE records SET record_type = ?2 WHERE id = ?1", id, type ? type : "",
 	              "set record type", reterr);
+}
+
+int meta_record_set_description(meta_tx *tx, const char *id, const char *desc, cairn_error **reterr)
+{
+	return update(tx, "UPDATE records SET description = ?2 WHERE id = ?1", id, desc ? desc : "",
+	              "set description", reterr);
 }
 
 int meta_record_set_extracted(meta_tx *tx, const char *id, bool extracted, cairn_error **reterr)
@@ -529,7 +562,9 @@ int meta_record_removable(meta_tx *tx, const char *id, const char *own_lease, bo
 		"EXISTS(SELECT 1 FROM mounts m WHERE m.record = r.id), "
 		"? AND EXISTS(SELECT 1 FROM tags t WHERE t.target = r.id), "
 		"EXISTS(SELECT 1 FROM lease_resources l WHERE l.type = 'record' AND l.id = r.id "
-		"AND l.lease IS NOT ?) FROM records r WHERE r.id = ?",
+		"AND l.lease IS NOT ?), "
+		"r.kind = 1 OR r.equal_mutable IS NOT NULL OR r.extracted "
+		"FROM records r WHERE r.id = ?",
 		reterr);
 	if (!st)
 		return -EIO;
@@ -547,6 +582,7 @@ int meta_record_removable(meta_tx *tx, const char *id, const char *own_lease, bo
 			.mounted = sqlite3_column_int(st, 5) != 0,
 			.tagged = sqlite3_column_int(st, 6) != 0,
 			.leased = sqlite3_column_int(st, 7) != 0,
+			.on_disk = sqlite3_column_int(st, 8) != 0,
 		};
 		sqlite3_reset(st);
 		return 1;

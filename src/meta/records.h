@@ -77,6 +77,19 @@ int meta_record_insert(meta_tx *tx, const struct meta_record *r, cairn_error **r
 int meta_record_list(meta_tx *tx, const char *snapshotter, meta_record_fn fn, void *userdata,
                      cairn_error **reterr);
 
+/* meta_record_list_take() - as meta_record_list(), but @fn owns *@r: it may keep the strings
+ * (zeroing the fields it took); what it leaves is freed when it returns. Spares a listing of
+ * 10,000 rows a copy of each string. */
+typedef int (*meta_record_take_fn)(struct meta_record *r, void *userdata);
+int meta_record_list_take(meta_tx *tx, const char *snapshotter, meta_record_take_fn fn,
+                          void *userdata, cairn_error **reterr);
+
+/* meta_record_list_unsettled() - as meta_record_list(), only the rows that may own files or are
+ * tombstones: mutables, lazy halves of pairs, extracted records, tombstones. A lazy record (not
+ * extracted, no pair) owns nothing on disk, so nothing of it can be half made or half removed. */
+int meta_record_list_unsettled(meta_tx *tx, const char *snapshotter, meta_record_fn fn,
+                               void *userdata, cairn_error **reterr);
+
 /*
  * meta_record_prefix() - ids of live rows of @snapshotter starting with @prefix, in id order, at
  * most @max of them, into *@ret_ids (caller frees each and the array) and *@ret_n.
@@ -103,6 +116,7 @@ struct meta_record_hold {
 	bool mounted;  /* a persistent mount holds it */
 	bool tagged;   /* a tag names it (only when asked) */
 	bool leased;   /* a lease other than the caller's holds it (live or not: judge it) */
+	bool on_disk;  /* it may own files: a mutable, a lazy half of a pair, or extracted */
 };
 
 /* meta_record_removable() - 1 and *@ret filled for row @id, 0 when there is no such row. @tags:
@@ -140,6 +154,9 @@ int meta_record_set_size(meta_tx *tx, const char *id, int64_t gen, int64_t size,
  * -ENOENT when absent. set_extracted bumps the generation too. */
 int meta_record_set_retain(meta_tx *tx, const char *id, bool retain, cairn_error **reterr);
 int meta_record_set_type(meta_tx *tx, const char *id, const char *type, cairn_error **reterr);
+/* meta_record_set_description() - NULL writes "" (a cache import restores descriptions). */
+int meta_record_set_description(meta_tx *tx, const char *id, const char *desc,
+                                cairn_error **reterr);
 int meta_record_set_extracted(meta_tx *tx, const char *id, bool extracted, cairn_error **reterr);
 
 /* ---- persistent mounts: a mount that outlives its process holds its record ---- */

@@ -36,7 +36,9 @@ static int read_row(sqlite3_stmt *st, void *ret)
 		.size = sqlite3_column_int64(st, 8),
 		.inodes = sqlite3_column_int64(st, 9),
 	};
-	if (oom || !s->snapshotter || !s->name || (s->parent && !s->parent_name)) {
+	/* A parent id without a row (a damaged database) reads with parent_name NULL: fsck must
+	 * see the row to report it. */
+	if (oom || !s->snapshotter || !s->name) {
 		meta_snapshot_clear(s);
 		return -ENOMEM;
 	}
@@ -124,6 +126,17 @@ int meta_snapshot_delete(meta_tx *tx, int64_t id, cairn_error **reterr)
 {
 	int r = meta_run_ints(tx, "DELETE FROM snapshots WHERE id = ?", "delete snapshot", reterr,
 	                      1, id);
+	if (r < 0)
+		return err_prefix(reterr, "snapshot %" PRId64, id);
+	if (meta_changes(tx) == 0)
+		return err_set(reterr, -ENOENT, "snapshot %" PRId64 " not found", id);
+	return 0;
+}
+
+int meta_snapshot_clear_parent(meta_tx *tx, int64_t id, cairn_error **reterr)
+{
+	int r = meta_run_ints(tx, "UPDATE snapshots SET parent = NULL WHERE id = ?",
+	                      "unlink snapshot from its parent", reterr, 1, id);
 	if (r < 0)
 		return err_prefix(reterr, "snapshot %" PRId64, id);
 	if (meta_changes(tx) == 0)

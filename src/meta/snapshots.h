@@ -33,7 +33,8 @@ struct meta_snapshot {
 	int64_t parent;    /* 0: no parent */
 	char *snapshotter; /* "overlay", "native" */
 	char *name;
-	char *parent_name; /* NULL: no parent */
+	char *parent_name; /* NULL: no parent (or, with parent set, a parent row that is missing:
+	                    * a damaged database, which fsck reports) */
 	int64_t created_at, updated_at;
 	int64_t size, inodes;
 };
@@ -74,6 +75,10 @@ int meta_snapshot_commit(meta_tx *tx, int64_t id, const char *name, int64_t now,
 /* meta_snapshot_delete() - delete row @id and its labels. -ENOENT when absent; the foreign key
  * makes it fail (-EEXIST, SQLite's constraint text) while a child row points at it. */
 int meta_snapshot_delete(meta_tx *tx, int64_t id, cairn_error **reterr);
+
+/* meta_snapshot_clear_parent() - make row @id a snapshot without a parent (fsck --repair, before
+ * it removes a snapshot on a broken chain). -ENOENT when absent. */
+int meta_snapshot_clear_parent(meta_tx *tx, int64_t id, cairn_error **reterr);
 
 /* meta_snapshot_has_children() - 1 if some row has @id as parent, 0 if none. */
 int meta_snapshot_has_children(meta_tx *tx, int64_t id, cairn_error **reterr);

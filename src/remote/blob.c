@@ -251,9 +251,21 @@ int remote_blob_get(remote_client *c, const char *repo, const char *dgst, uint64
 	return get_finish(&g, dgst, size, reterr);
 }
 
+struct ingest_sink {
+	content_writer *w;
+	uint64_t done, size;
+	void (*progress)(uint64_t done, uint64_t total, void *userdata);
+	void *userdata;
+};
+
 static int write_ingest(void *ud, const void *buf, size_t len, cairn_error **reterr)
 {
-	return content_writer_write(ud, buf, len, reterr);
+	struct ingest_sink *k = ud;
+	int r = content_writer_write(k->w, buf, len, reterr);
+	k->done += len;
+	if (r >= 0 && k->progress)
+		k->progress(k->done, k->size, k->userdata);
+	return r;
 }
 
 /* A failure that says the bytes (not the connection) are bad: throw the ingest away. */
@@ -265,6 +277,14 @@ static bool bad_content(int r)
 
 int remote_blob_fetch_to_store(remote_client *c, content_store *cs, const char *repo,
                                const char *dgst, uint64_t size, cairn_error **reterr)
+{
+	return remote_blob_fetch_progress(c, cs, repo, dgst, size, NULL, NULL, reterr);
+}
+
+int remote_blob_fetch_progress(remote_client *c, content_store *cs, const char *repo,
+                               const char *dgst, uint64_t size,
+                               void (*progress)(uint64_t done, uint64_t total, void *userdata),
+                               void *userdata, cairn_error **reterr)
 {
 	int r = check_args(c, repo, dgst, reterr);
 	if (r < 0)
@@ -288,7 +308,8 @@ int remote_blob_fetch_to_store(remote_client *c, content_store *cs, const char *
 	uint64_t off = content_writer_offset(w);
 	if (off)
 		log_debug("registry '%s': blob '%s': resuming at %" PRIu64, c->registry, dgst, off);
-	r = remote_blob_get(c, repo, dgst, size, 0, off, write_ingest, w, &e);
+	struct ingest_sink sink = {w, off, size, progress, userdata};
+	r = remote_blob_get(c, repo, dgst, size, 0, off, write_ingest, &sink, &e);
 	if (r >= 0) {
 		r = content_writer_commit(w, size, dgst, NULL, &e);
 		if (r < 0)

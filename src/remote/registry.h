@@ -172,6 +172,13 @@ int remote_blob_get(remote_client *c, const char *repo, const char *dgst, uint64
 int remote_blob_fetch_to_store(remote_client *c, content_store *cs, const char *repo,
                                const char *dgst, uint64_t size, cairn_error **reterr);
 
+/* remote_blob_fetch_progress() - remote_blob_fetch_to_store() telling @progress (may be NULL)
+ * the bytes held so far (a resumed ingest's first) of @size, after each write. */
+int remote_blob_fetch_progress(remote_client *c, content_store *cs, const char *repo,
+                               const char *dgst, uint64_t size,
+                               void (*progress)(uint64_t done, uint64_t total, void *userdata),
+                               void *userdata, cairn_error **reterr);
+
 /*
  * A positional source for uploads: fill @buf with up to @len bytes of the blob from @offset and
  * return the count (0 only at the end), or a negative code with the error set. It is called

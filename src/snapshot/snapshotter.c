@@ -662,7 +662,8 @@ static void delete_dir(snapshotter *s, const char *name)
 		log_debug("delete 'snapshots/%s': %s", name, cairn_error_message(e));
 }
 
-int snap_remove(snapshotter *s, const char *key, cairn_error **reterr)
+int snap_remove_if(snapshotter *s, const char *key, snap_remove_guard_fn guard, void *userdata,
+                   cairn_error **reterr)
 {
 	int r = check_key("remove", "key", key, reterr);
 	if (r < 0)
@@ -677,6 +678,10 @@ int snap_remove(snapshotter *s, const char *key, cairn_error **reterr)
 	meta_snapshot_clear(&row);
 	if (r < 0)
 		return r;
+	/* The caller's check runs in this write transaction: what it saw holds until the row and
+	 * the directory are gone. */
+	if (guard && (r = guard(&tx, key, userdata, reterr)) <= 0)
+		return r < 0 ? err_prefix(reterr, "remove snapshot '%s'", key) : 1;
 	r = meta_snapshot_has_children(&tx, id, reterr);
 	if (r > 0)
 		return err_set(reterr, CAIRN_EPRECONDITION,
@@ -701,6 +706,11 @@ int snap_remove(snapshotter *s, const char *key, cairn_error **reterr)
 	fault_point("snapshot.remove.after-commit");
 	delete_dir(s, rm_name);
 	return 0;
+}
+
+int snap_remove(snapshotter *s, const char *key, cairn_error **reterr)
+{
+	return snap_remove_if(s, key, NULL, NULL, reterr);
 }
 
 /* ---- mounts, stat, update, usage ---- */

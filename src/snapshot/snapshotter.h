@@ -142,6 +142,23 @@ int snap_commit(snapshotter *s, const char *name, const char *key, const struct 
 int snap_remove(snapshotter *s, const char *key, cairn_error **reterr);
 
 /*
+ * Decides, inside the write transaction of a remove (@tx), whether @key may go: 1 yes, 0 keep
+ * it, a negative errno to fail. Must only read and write through @tx.
+ */
+typedef int (*snap_remove_guard_fn)(meta_tx *tx, const char *key, void *userdata,
+                                    cairn_error **reterr);
+
+/*
+ * snap_remove_if() - snap_remove(), but only when @guard (NULL: always) agrees, asked inside the
+ * transaction that deletes the row, so that nothing the guard looked at can change in between
+ * (another process's rows live in the same database). 0 removed, 1 kept because the guard said
+ * so; errors as snap_remove() plus the guard's (prefixed "remove snapshot 'K'").
+ * Locking: the database write lock, from before the guard runs until the row is deleted.
+ */
+int snap_remove_if(snapshotter *s, const char *key, snap_remove_guard_fn guard, void *userdata,
+                   cairn_error **reterr);
+
+/*
  * snap_mounts() - the mounts of active or view @key (the same as prepare/view returned).
  * Errors: -ENOENT; CAIRN_EPRECONDITION for a committed snapshot.
  */

@@ -63,6 +63,88 @@ setup() {
 	run_cairn 0 fsck
 }
 
+@test "prune --all and gc while another process imports: no import fails, nor prune or gc" {
+	local t=$BATS_TEST_TMPDIR l img
+	for l in 1 2 3; do
+		mkdir -p "$t/l$l" && echo "layer $l" >"$t/l$l/f$l"
+		tar -C "$t/l$l" --numeric-owner -czf "$t/l$l.tar.gz" .
+	done
+	# two images sharing their base layer
+	make_layout "$t/a" a "$t/l1.tar.gz" "$t/l2.tar.gz"
+	make_layout "$t/b" b "$t/l1.tar.gz" "$t/l3.tar.gz"
+	local end=$((SECONDS + ${CAIRN_RACE_SECONDS:-3}))
+	(
+		n=0
+		while [ "$SECONDS" -lt "$end" ]; do
+			for img in a b; do
+				"$CAIRN" import --extract "$t/$img:$img" >"$t/out" 2>&1 ||
+					{ echo "import $img failed: $(cat "$t/out")"; exit 1; }
+				n=$((n + 1))
+			done
+		done
+		echo "$n" >"$t/imports"
+	) >"$t/importer.log" 2>&1 &
+	local pid=$! prunes=0 gcs=0
+	while [ "$SECONDS" -lt "$end" ]; do
+		run_cairn 0 prune --all
+		prunes=$((prunes + 1))
+		run "$CAIRN" gc
+		# 4: busy, the importer has the store open
+		[ "$status" -eq 0 ] || [ "$status" -eq 4 ] || { echo "gc: exit $status: $output" >&2; return 1; }
+		[ "$status" -ne 0 ] || gcs=$((gcs + 1))
+	done
+	wait "$pid" || { cat "$t/importer.log" >&2; return 1; }
+	echo "# $(cat "$t/imports") imports, $prunes prunes, $gcs gcs" >&3
+	[ "$(cat "$t/imports")" -gt 0 ]
+	run_cairn 0 fsck
+}
+
+@test "fsck reports an abandoned ingest and a snapshot off its parent's chain; --repair fixes both" {
+	local t=$BATS_TEST_TMPDIR l
+	for l in 1 2; do
+		mkdir -p "$t/l$l" && echo "layer $l" >"$t/l$l/f$l"
+		tar -C "$t/l$l" --numeric-owner -czf "$t/l$l.tar.gz" .
+	done
+	run_cairn 0 content add -q "$t/l1.tar.gz"
+	run_cairn 0 import-blob "$output"
+	local r1=$output
+	run_cairn 0 content add -q "$t/l2.tar.gz"
+	run_cairn 0 import-blob --parent "$r1" "$output"
+	local r2=$output
+	run_cairn 0 extract "$r2"
+	run_cairn 0 fsck
+	# An ingest nobody has written for two days, and r2's snapshot cut from r1's.
+	local ref=left-behind key
+	key=$(printf %s "$ref" | sha256sum | cut -d' ' -f1)
+	mkdir -p "$STORE/ingest/$key"
+	printf %s "$ref" >"$STORE/ingest/$key/ref"
+	printf partial >"$STORE/ingest/$key/data"
+	echo 1000 >"$STORE/ingest/$key/updatedat"
+	touch -d '2 days ago' "$STORE/ingest/$key/data"
+	python3 - "$STORE/meta.db" "$r2" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("UPDATE snapshots SET parent = NULL WHERE name = "
+           "(SELECT snapshot FROM records WHERE id = ?)", (sys.argv[2],))
+db.commit()
+PY
+	run_cairn 1 fsck
+	expect_output "ingest '$ref' ('ingest/$key', 7 bytes) has no writer and was last written"
+	expect_output "record '$r2': its snapshot 'sha256:"
+	expect_output "sits on nothing, but its parent record '$r1' has snapshot 'sha256:"
+	expect_no_output "wipe"
+	run_cairn 0 fsck --repair
+	expect_output "(removed)"
+	expect_output "(snapshot removed)"
+	expect_output "(marked not extracted"
+	[ ! -e "$STORE/ingest/$key" ]
+	run_cairn 0 fsck
+	# r2 comes back from its blob, on r1's snapshot
+	run_cairn 0 extract "$r2"
+	run_cairn 0 fsck
+	expect_output "consistent"
+}
+
 @test "lease ls --json lists leases; lease rm of a missing lease exits 3" {
 	run_cairn 0 lease ls --json
 	[ "$(json_get 'len(j)')" = 0 ]

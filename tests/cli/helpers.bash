@@ -42,3 +42,31 @@ expect_no_output() {
 json_get() {
 	python3 -c 'import json,sys; j=json.loads(sys.stdin.read()); print(eval(sys.argv[1]))' "$1" <<<"$output"
 }
+
+# blob_put DIR FILE: FILE into DIR/blobs/sha256; prints '"digest": ..., "size": ...'.
+blob_put() {
+	local d
+	d=$(sha256sum "$2" | cut -d' ' -f1)
+	cp "$2" "$1/blobs/sha256/$d"
+	printf '"digest": "sha256:%s", "size": %s' "$d" "$(stat -c %s "$2")"
+}
+
+# make_layout DIR TAG LAYER.tar.gz...: an OCI image layout holding one image of those layers.
+make_layout() {
+	local dir=$1 tag=$2 layers="" diffs="" sep="" f
+	shift 2
+	mkdir -p "$dir/blobs/sha256"
+	echo '{"imageLayoutVersion": "1.0.0"}' >"$dir/oci-layout"
+	for f in "$@"; do
+		layers+="$sep{\"mediaType\": \"application/vnd.oci.image.layer.v1.tar+gzip\", $(blob_put "$dir" "$f")}"
+		diffs+="$sep\"sha256:$(gunzip -c "$f" | sha256sum | cut -d' ' -f1)\""
+		sep=", "
+	done
+	printf '{"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": [%s]}}' \
+		"$diffs" >"$dir/config.json"
+	printf '{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": {"mediaType": "application/vnd.oci.image.config.v1+json", %s}, "layers": [%s]}' \
+		"$(blob_put "$dir" "$dir/config.json")" "$layers" >"$dir/manifest.json"
+	printf '{"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", %s, "annotations": {"org.opencontainers.image.ref.name": "%s"}}]}' \
+		"$(blob_put "$dir" "$dir/manifest.json")" "$tag" >"$dir/index.json"
+	rm "$dir/config.json" "$dir/manifest.json"
+}

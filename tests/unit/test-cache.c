@@ -1602,10 +1602,13 @@ static void fake_digest(char ret[80], const char *what, int i)
 
 /*
  * @n records as chains of @depth written straight into the database in one transaction: lazy
- * (blob only) immutables with recorded sizes, as an image import leaves them; the first
- * @extracted chains get real (empty) committed snapshots, so that prune removes directories too.
+ * (blob only) immutables with recorded sizes (4096 + i), as an image import leaves them; the
+ * first @extracted records get real (empty) committed snapshots, so that prune removes
+ * directories too. Their ids go to @ret_ids when not NULL (record i is a child of i - 1 unless
+ * i % @depth is 0).
  */
-static void bench_fill(struct env *e, int n, int depth, int extracted)
+static void bench_fill(struct env *e, int n, int depth, int extracted,
+                       char (*ret_ids)[CAIRN_RECORD_ID_LEN + 1])
 {
 	char blob[80];
 	digest bd;
@@ -1646,8 +1649,143 @@ static void bench_fill(struct env *e, int n, int depth, int extracted)
 		ASSERT_OK(meta_record_insert(&tx, &rec, ERR));
 		ASSERT_TRUE(meta_record_set_size(&tx, id, 0, 4096 + i, ERR) == 1);
 		snprintf(prev, sizeof(prev), "%s", id);
+		if (ret_ids)
+			memcpy(ret_ids[i], id, sizeof(id));
 	}
 	ASSERT_OK(meta_tx_commit(&tx, ERR));
+}
+
+/* ---- prune in batches, du totals, and an open after a prune batch (issue 7's fast paths) ---- */
+
+#define BATCH_RECORDS 1200
+
+struct batch_pruned {
+	int n;
+	char (*kept)[CAIRN_RECORD_ID_LEN + 1]; /* ids that must not be reported */
+	size_t n_kept;
+};
+
+static int batch_pruned_fn(const cairn_record_info *i, void *userdata)
+{
+	struct batch_pruned *p = userdata;
+	for (size_t k = 0; k < p->n_kept; k++)
+		ASSERT_TRUE(strcmp(i->id, p->kept[k]) != 0);
+	ASSERT_TRUE(i->size >= 4096);
+	p->n++;
+	return 0;
+}
+
+/*
+ * 1,200 records in chains of 3, the first 4 chains extracted: du's total is the sum of the
+ * recorded sizes; prune takes them in several batches (lazy victims deleted in the batch's
+ * transaction, extracted ones tombstoned, then their snapshots and rows removed) and removes
+ * exactly the victims: not chain 0 (a ref holds its leaf) nor chain 1 (its leaf is tagged).
+ */
+CACHE_TEST(prune_batches)
+{
+	static char ids[BATCH_RECORDS][CAIRN_RECORD_ID_LEN + 1];
+	bench_fill(e, BATCH_RECORDS, 3, 12, ids);
+	ASSERT_EQ(snap_count(e), 12);
+	cairn_record_info *infos = NULL;
+	size_t ni = 0;
+	ASSERT_OK(cairn_cache_disk_usage(e->c, NULL, 0, &infos, &ni, ERR));
+	ASSERT_EQ(ni, (size_t)BATCH_RECORDS);
+	int64_t sum = 0, want = 0;
+	for (size_t i = 0; i < ni; i++) {
+		ASSERT_TRUE(infos[i].id && infos[i].snapshot_id && infos[i].blob);
+		ASSERT_STREQ(infos[i].record_type, "regular");
+		sum += infos[i].size;
+		want += 4096 + (int64_t)i;
+	}
+	ASSERT_EQ(sum, want);
+	cairn_record_infos_free(infos, ni);
+
+	cairn_ref *held = get(e, ids[2]);
+	ASSERT_OK(cairn_cache_tag(e->c, ids[5], "keep", ERR));
+	struct batch_pruned p = {.kept = ids, .n_kept = 6};
+	cairn_prune_options o = {
+		.version = CAIRN_PRUNE_OPTIONS_VERSION, .fn = batch_pruned_fn, .userdata = &p};
+	ASSERT_EQ(cairn_cache_prune(e->c, &o, ERR), BATCH_RECORDS - 6);
+	ASSERT_EQ(p.n, BATCH_RECORDS - 6);
+	ASSERT_EQ(row_count(e), 6);
+	for (int k = 0; k < 6; k++)
+		cairn_record_infos_free(info(e, ids[k]), 1);
+	ASSERT_EQ(snap_count(e), 6);
+
+	release(held);
+	cairn_ref_free(held);
+	p = (struct batch_pruned){0};
+	o.flags = CAIRN_PRUNE_ALL;
+	ASSERT_EQ(cairn_cache_prune(e->c, &o, ERR), 6);
+	ASSERT_EQ(p.n, 6);
+	ASSERT_EQ(row_count(e), 0);
+	ASSERT_EQ(snap_count(e), 0);
+}
+
+/* An extracted immutable with no blob whose snapshot is gone (broken), and a lazy child. */
+static void broken_with_lazy_child(struct env *e, char pid[CAIRN_RECORD_ID_LEN + 1],
+                                   char cid[CAIRN_RECORD_ID_LEN + 1])
+{
+	char snap[80], blob[80];
+	fake_digest(snap, "gone", 0);
+	fake_digest(blob, "blob", 0);
+	cache_new_id(pid);
+	cache_new_id(cid);
+	struct meta_record parent = {.id = pid,
+	                             .snapshotter = (char *)e->driver,
+	                             .kind = META_RECORD_IMMUTABLE,
+	                             .snapshot = snap,
+	                             .extracted = true,
+	                             .created_at = meta_now_ns()};
+	struct meta_record child = parent;
+	child.id = cid;
+	child.parent = pid;
+	child.extracted = false;
+	child.blob = blob;
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	ASSERT_OK(meta_tx_begin(e->store->db, &tx, true, ERR));
+	ASSERT_OK(meta_record_insert(&tx, &parent, ERR));
+	ASSERT_OK(meta_record_insert(&tx, &child, ERR));
+	ASSERT_OK(meta_tx_commit(&tx, ERR));
+}
+
+/*
+ * A prune killed after a batch's transaction (CAIRN_FAULT=prune.tombstoned) leaves its extracted
+ * victims tombstoned and its lazy victims gone; the next open removes the tombstoned records
+ * with their snapshots and nothing else. The open reads only rows that may own files, unless a
+ * broken one makes it read all (its lazy descendants go with it).
+ */
+CACHE_TEST(reopen_finishes_prune_batch)
+{
+	char ids[30][CAIRN_RECORD_ID_LEN + 1];
+	bench_fill(e, 30, 3, 6, ids);
+	ASSERT_EQ(snap_count(e), 6);
+	{
+		_cleanup_(meta_tx_end) meta_tx tx = {0};
+		ASSERT_OK(meta_tx_begin(e->store->db, &tx, true, ERR));
+		ASSERT_OK(meta_record_set_deleted(&tx, ids[2], true, ERR));
+		ASSERT_OK(meta_record_set_deleted(&tx, ids[1], true, ERR));
+		ASSERT_OK(meta_record_delete(&tx, ids[11], ERR));
+		ASSERT_OK(meta_tx_commit(&tx, ERR));
+	}
+	env_reopen(e);
+	ASSERT_EQ(row_count(e), 27);
+	ASSERT_EQ(snap_count(e), 4);
+	cairn_ref *ref = NULL;
+	ASSERT_ERR(cairn_cache_get(e->c, ids[1], 0, &ref, ERR), -ENOENT);
+	ASSERT_ERR(cairn_cache_get(e->c, ids[2], 0, &ref, ERR), -ENOENT);
+	for (int k = 3; k < 30; k++)
+		if (k != 11)
+			cairn_record_infos_free(info(e, ids[k]), 1);
+
+	char pid[CAIRN_RECORD_ID_LEN + 1], cid[CAIRN_RECORD_ID_LEN + 1];
+	broken_with_lazy_child(e, pid, cid);
+	ASSERT_EQ(row_count(e), 29);
+	env_reopen(e);
+	ASSERT_EQ(row_count(e), 27);
+	ASSERT_ERR(cairn_cache_get(e->c, pid, 0, &ref, ERR), -ENOENT);
+	ASSERT_ERR(cairn_cache_get(e->c, cid, 0, &ref, ERR), -ENOENT);
+	ASSERT_EQ(snap_count(e), 4);
 }
 
 static int bench_env_int(const char *name, int def)
@@ -1675,7 +1813,7 @@ TEST(bench_cache)
 	env_open(e);
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	bench_fill(e, n, depth, extracted);
+	bench_fill(e, n, depth, extracted, NULL);
 	printf("# bench: %d records (chains of %d, %d extracted) made in %.0f ms\n", n, depth,
 	       extracted, ms_since(&t0));
 	for (int k = 0; k < bench_env_int("CAIRN_BENCH_OPENS", 3); k++) {
@@ -1712,11 +1850,14 @@ TEST(bench_cache)
 	ASSERT_EQ(prune(e, CAIRN_PRUNE_ALL), n);
 	double prune_ms = ms_since(&t0);
 	printf("# bench: prune --all of %d records: %.0f ms; longest holds: db-write %.1f ms "
-	       "(%llu transactions), manager %.1f ms (%llu)\n",
+	       "(%llu transactions), manager %.1f ms (%llu); checkpoints (no write lock) %.1f ms "
+	       "(%llu)\n",
 	       n, prune_ms, (double)lockstat_max_ns(LOCKSTAT_DB_WRITE) / 1e6,
 	       (unsigned long long)lockstat_count(LOCKSTAT_DB_WRITE),
 	       (double)lockstat_max_ns(LOCKSTAT_MANAGER) / 1e6,
-	       (unsigned long long)lockstat_count(LOCKSTAT_MANAGER));
+	       (unsigned long long)lockstat_count(LOCKSTAT_MANAGER),
+	       (double)lockstat_max_ns(LOCKSTAT_DB_CHECKPOINT) / 1e6,
+	       (unsigned long long)lockstat_count(LOCKSTAT_DB_CHECKPOINT));
 	ASSERT_EQ(row_count(e), 0);
 	ASSERT_EQ(snap_count(e), 0);
 	env_close(e);

@@ -8,6 +8,7 @@
  */
 #include <fcntl.h>
 #include <limits.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -248,7 +249,8 @@ static void build_world(cairn_store *s, struct world *w)
 	committed(s, "top", "mid");
 	blob(s, "record blob", w->b_rec);
 	blob(s, "parent blob", w->b_parent);
-	record(s, "parent", "mid", w->b_parent, NULL, false);
+	record(s, "root", "base", NULL, NULL, false);
+	record(s, "parent", "mid", w->b_parent, "root", false);
 	record(s, "child", "top", w->b_rec, "parent", false);
 	/* Kept: a tagged record (a tombstone, so only the tag holds it). */
 	committed(s, "tagged-snap", NULL);
@@ -599,5 +601,156 @@ TEST(fsck_tag_manifest_missing)
 	ASSERT_TRUE(m == NULL);
 	free(target);
 	meta_tx_end(&tx);
+	cairn_store_close(s);
+}
+
+/* Ingests no writer holds: a fresh resumable one is fine; one left longer than gc allows, and
+ * one cut short (no ref file), are reported and removed by the repair. */
+TEST(fsck_orphan_ingests)
+{
+	cairn_store *s = open_store(CAIRN_STORE_EXCLUSIVE);
+	ingest(s, "resumable", false);
+	size_t n = 99;
+	ASSERT_OK(cairn_fsck(s, 0, NULL, NULL, &n, ERR));
+	ASSERT_EQ(n, 0);
+	ingest(s, "stale", true);
+	char key[65];
+	memset(key, 'a', 64);
+	key[64] = '\0';
+	ASSERT_EQ(test_sh("mkdir store/ingest/%s", key), 0);
+	/* A writer at work is never reported. */
+	content_writer *w = NULL;
+	ASSERT_OK(content_writer_open(s->content, "busy", 0, NULL, &w, ERR));
+	ASSERT_EQ(test_sh("cd store/ingest && for d in *; do grep -qx busy $d/ref 2>/dev/null && "
+	                  "echo 1000 > $d/updatedat && touch -d 2000-01-01 $d/data; done; true"),
+	          0);
+
+	struct problems ps = {0};
+	ASSERT_OK(cairn_fsck(s, 0, collect, &ps, &n, ERR));
+	if (n != 2)
+		test_fail(__FILE__, __LINE__, "%zu problems: %s", n, ps.text);
+	ASSERT_HAS(ps.text, "ingest|ingest 'stale' ('ingest/");
+	ASSERT_HAS(ps.text, "has no writer and was last written");
+	ASSERT_HAS(ps.text, "; --repair removes it|0");
+	ASSERT_HAS(ps.text, key);
+	ASSERT_HAS(ps.text, "has no ref or data file and no writer");
+	ASSERT_TRUE(!strstr(ps.text, "busy") && !strstr(ps.text, "wipe"));
+
+	struct problems pr = {0};
+	ASSERT_OK(cairn_fsck(s, CAIRN_FSCK_REPAIR, collect, &pr, &n, ERR));
+	ASSERT_EQ(n, 0);
+	ASSERT_EQ(pr.repaired, 2);
+	ASSERT_HAS(pr.text, "(removed)|1");
+	ASSERT_FALSE(ingest_exists(s, "stale"));
+	ASSERT_TRUE(ingest_exists(s, "resumable"));
+	ASSERT_TRUE(ingest_exists(s, "busy"));
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "store/ingest/%s", key);
+	ASSERT_TRUE(access(path, F_OK) < 0);
+	/* Closed, the writer refreshed its time: resumable. */
+	ASSERT_OK(content_writer_close(w, ERR));
+	ASSERT_OK(cairn_fsck(s, 0, NULL, NULL, &n, ERR));
+	ASSERT_EQ(n, 0);
+	cairn_store_close(s);
+}
+
+/* Runs @sql on the store's database through a connection of its own, where foreign keys are
+ * off (as in any tool that might damage it). */
+static void raw_sql(const char *sql)
+{
+	sqlite3 *db = NULL;
+	ASSERT_EQ(sqlite3_open("store/meta.db", &db), SQLITE_OK);
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+		test_fail(__FILE__, __LINE__, "%s: %s", sql, msg);
+	sqlite3_close(db);
+}
+
+/* Snapshot chains: a parent that is missing, one that is not committed, a loop, and a record
+ * whose snapshot does not sit on its parent record's. The repair removes those snapshots (and
+ * what sits on them) and marks their records for re-extraction from their blobs; a snapshot
+ * that holds a record's only data stays, reported as not repaired. */
+TEST(fsck_snapshot_chains)
+{
+	cairn_store *s = open_store(CAIRN_STORE_EXCLUSIVE);
+	char b1[80], b2[80], b3[80], b4[80], b5[80];
+	committed(s, "base", NULL);
+	committed(s, "mid", "base");
+	blob(s, "base blob", b1);
+	blob(s, "mid blob", b2);
+	record(s, "r-base", "base", b1, NULL, false);
+	record(s, "r-mid", "mid", b2, "r-base", false);
+	/* Same chain id as r-mid, on its own copy of base's layers: not a problem. */
+	size_t n = 99;
+	ASSERT_OK(cairn_fsck(s, 0, NULL, NULL, &n, ERR));
+	ASSERT_EQ(n, 0);
+
+	/* r-wrong's parent is r-base, but its snapshot sits on nothing. */
+	committed(s, "w-snap", NULL);
+	blob(s, "wrong blob", b3);
+	record(s, "r-wrong", "w-snap", b3, "r-base", false);
+	/* on-act sits on an active snapshot; dangle on a snapshot that does not exist, and
+	 * dangle-child on dangle. */
+	ASSERT_OK(snap_prepare(s->snap, "act", NULL, NULL, 0, NULL, NULL, ERR));
+	committed(s, "on-act", NULL);
+	committed(s, "dangle", NULL);
+	committed(s, "dangle-child", "dangle");
+	blob(s, "dangle blob", b4);
+	record(s, "r-dangle", "dangle-child", b4, NULL, false);
+	/* loop1 and loop2 are each other's parent; r-loop's only data is loop1. */
+	committed(s, "loop1", NULL);
+	committed(s, "loop2", NULL);
+	record(s, "r-loop", "loop1", NULL, NULL, false);
+	blob(s, "unused", b5);
+	raw_sql("UPDATE snapshots SET parent = (SELECT id FROM snapshots WHERE name = 'act') "
+	        "WHERE name = 'on-act';"
+	        "UPDATE snapshots SET parent = 999999 WHERE name = 'dangle';"
+	        "UPDATE snapshots SET parent = (SELECT id FROM snapshots WHERE name = 'loop2') "
+	        "WHERE name = 'loop1';"
+	        "UPDATE snapshots SET parent = (SELECT id FROM snapshots WHERE name = 'loop1') "
+	        "WHERE name = 'loop2';");
+
+	struct problems ps = {0};
+	ASSERT_OK(cairn_fsck(s, 0, collect, &ps, &n, ERR));
+	ASSERT_HAS(ps.text,
+	           "record|record 'r-wrong': its snapshot 'w-snap' sits on nothing, but its "
+	           "parent record 'r-base' has snapshot 'base'; --repair removes the "
+	           "snapshot|0");
+	ASSERT_HAS(ps.text,
+	           "snapshot 'on-act' (native): its parent 'act' is not committed (Active)");
+	ASSERT_HAS(ps.text, "snapshot 'dangle' (native, id ");
+	ASSERT_HAS(ps.text, "its parent snapshot (id 999999) does not exist");
+	ASSERT_HAS(ps.text, "snapshot 'dangle-child' (native) sits on 'dangle', a broken snapshot");
+	ASSERT_HAS(ps.text, "snapshot 'loop1' (native): its chain of parents loops back on itself");
+	ASSERT_HAS(ps.text, "snapshot 'loop2' (native): its chain of parents loops back on itself");
+	ASSERT_HAS(ps.text,
+	           "record 'r-loop': its snapshot 'loop1' is on a broken chain and no blob "
+	           "holds its data: remove the record (cairn rm r-loop)");
+	ASSERT_TRUE(!strstr(ps.text, "wipe"));
+	/* r-wrong, on-act, dangle, dangle-child, loop1, loop2, r-loop */
+	if (n != 7)
+		test_fail(__FILE__, __LINE__, "%zu problems: %s", n, ps.text);
+
+	struct problems pr = {0};
+	ASSERT_OK(cairn_fsck(s, CAIRN_FSCK_REPAIR, collect, &pr, &n, ERR));
+	ASSERT_HAS(pr.text, "has snapshot 'base' (snapshot removed)|1");
+	ASSERT_HAS(pr.text, "is not committed (Active) (snapshot removed)|1");
+	ASSERT_HAS(pr.text, "loops back on itself (kept: a record's only data)|0");
+	/* the records lost their snapshots: marked for re-extraction from their blobs */
+	ASSERT_HAS(pr.text, "record 'r-wrong': snapshot 'w-snap' (native) is missing (marked not");
+	ASSERT_HAS(pr.text,
+	           "record 'r-dangle': snapshot 'dangle-child' (native) is missing (marked");
+	ASSERT_FALSE(snap_exists(s, "w-snap"));
+	ASSERT_FALSE(snap_exists(s, "on-act"));
+	ASSERT_FALSE(snap_exists(s, "dangle"));
+	ASSERT_FALSE(snap_exists(s, "dangle-child"));
+	ASSERT_TRUE(snap_exists(s, "loop1") && snap_exists(s, "loop2"));
+	ASSERT_TRUE(snap_exists(s, "act") && snap_exists(s, "mid") && snap_exists(s, "base"));
+	/* What is left: the loop and the record that holds it, for the user to decide. */
+	struct problems again = {0};
+	ASSERT_OK(cairn_fsck(s, 0, collect, &again, &n, ERR));
+	if (n != 3)
+		test_fail(__FILE__, __LINE__, "%zu problems: %s", n, again.text);
+	ASSERT_HAS(again.text, "cairn rm r-loop");
 	cairn_store_close(s);
 }

@@ -210,6 +210,36 @@ TEST(corrupt_database_named_not_recreated)
 	ASSERT_STREQ(buf, "this is");
 }
 
+/* Open reads the header and schema only; the damage of a page elsewhere is meta_check()'s
+ * (fsck's) to find, named by path. */
+TEST(check_finds_damage_open_does_not_read)
+{
+	{
+		_cleanup_(meta_closep) meta_db *db = open_db();
+		_cleanup_(meta_tx_end) meta_tx tx = {0};
+		ASSERT_OK(meta_tx_begin(db, &tx, true, ERR));
+		char value[400];
+		memset(value, 'v', sizeof(value) - 1);
+		value[sizeof(value) - 1] = 0;
+		for (int i = 0; i < 300; i++) {
+			char dgst[32];
+			snprintf(dgst, sizeof(dgst), "sha256:%04d", i);
+			ASSERT_OK(meta_content_label_set(&tx, dgst, "k", value, ERR));
+		}
+		ASSERT_OK(meta_tx_commit(&tx, ERR));
+		ASSERT_OK(meta_check(db, ERR));
+	}
+	/* The last page (a leaf of content_labels) gets a page type that does not exist. */
+	struct stat st;
+	ASSERT_OK(stat("meta.db", &st) < 0 ? -errno : 0);
+	ASSERT_TRUE(st.st_size > 16 * 4096);
+	ASSERT_OK(test_sh("printf '\\377' | dd of=meta.db bs=1 seek=%lld conv=notrunc status=none",
+	                  (long long)st.st_size - 4096));
+	_cleanup_(meta_closep) meta_db *db = open_db();
+	ASSERT_ERR(meta_check(db, ERR), CAIRN_ECORRUPT);
+	ASSERT_ERRMSG("meta.db");
+}
+
 TEST(unwritable_location_named)
 {
 	if (geteuid() == 0)

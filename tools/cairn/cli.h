@@ -99,6 +99,44 @@ int cmd_fsck_run(struct cli *cli, int argc, char **argv);
 extern const struct cli_command cmd_layer[]; /* top-level: extract, diff, import-blob */
 extern const struct cli_command cmd_image[]; /* top-level: import, export */
 
+/* cmd-push.c: push, and the registry options push and the cache group share. */
+enum {
+	CLI_OPT_CREDS = 0x5000,
+	CLI_OPT_INSECURE,
+	CLI_OPT_COMPRESSION,
+	CLI_OPT_JOBS,
+	CLI_OPT_SDE,
+};
+/* clang-format off */
+#define CLI_REMOTE_OPTIONS                                                                         \
+	{"creds", required_argument, NULL, CLI_OPT_CREDS},                                         \
+	{"insecure", no_argument, NULL, CLI_OPT_INSECURE},                                         \
+	{"jobs", required_argument, NULL, CLI_OPT_JOBS}
+#define CLI_REMOTE_HELP                                                                            \
+	"  --creds USER:PASS        credentials (default: $DOCKER_CONFIG/config.json or\n"         \
+	"                           ~/.docker/config.json)\n"                                      \
+	"  --insecure               plain http (a registry on localhost)\n"                        \
+	"  --jobs N                 blobs moved at once (default 4)\n"
+/* clang-format on */
+struct cli_remote {
+	cairn_remote_options ro;
+	struct cli_bar bar;
+};
+/* cli_remote_opt() - handle one of the options above into @o: 1 if it was one, 0 if not, -1
+ * after a usage error. */
+int cli_remote_opt(struct cli *cli, int opt, const char *arg, struct cli_remote *o);
+/* cli_remote_begin() - ignore SIGPIPE, start the progress bar, attach the registry fetcher to
+ * the cache (opened). Returns an exit code. */
+int cli_remote_begin(struct cli *cli, struct cli_remote *o, const char *label);
+/* cli_push_json() - a push or cache export info as JSON (new reference). */
+json_t *cli_push_json(const cairn_push_info *info);
+extern const char cmd_push_help[];
+int cmd_push_run(struct cli *cli, int argc, char **argv);
+/* cmd-remote.c: cairn pull. */
+extern const char cmd_pull_help[];
+int cmd_pull_run(struct cli *cli, int argc, char **argv);
+extern const struct cli_command cmd_cache_remote[]; /* cairn cache export / import */
+
 /* cli_open_cache() - open the store (as cli_open_store) and its cache manager. */
 int cli_open_cache(struct cli *cli, unsigned flags);
 

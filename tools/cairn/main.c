@@ -2,6 +2,7 @@
 /* cairn: parse the global options, find the command, run it. */
 #include <errno.h>
 #include <locale.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,12 @@ static const struct cli_command commands[] = {
 	{"gc", "", "remove what nothing references", cmd_gc_help, cmd_gc_run, NULL},
 	{"fsck", "", "check the store and repair it", cmd_fsck_help, cmd_fsck_run, NULL},
 	{"lease", "COMMAND", "list and remove leases", NULL, NULL, cmd_lease},
+	{"push", "REF REGISTRY/REPO[:TAG]", "push a record and its parents as an image",
+         cmd_push_help, cmd_push_run, NULL},
+	{"pull", "REGISTRY/REPO[:TAG|@DIGEST]", "make an image of a registry lazy records",
+         cmd_pull_help, cmd_pull_run, NULL},
+	{"cache", "COMMAND", "share record chains through a registry (cache manifests)", NULL, NULL,
+         cmd_cache_remote},
 	{"version", "", "print the version", NULL, cmd_version, NULL},
 	{"help", "[COMMAND]", "show help for a command", NULL, cmd_help, NULL},
 	{0},
@@ -225,6 +232,14 @@ int cli_open_cache(struct cli *cli, unsigned flags)
 		return r;
 	cairn_error *e = NULL;
 	if (cairn_cache_open(cli->store, &cli->cache, &e) < 0)
+		return cli_fail(cli, e);
+	/* Lazy records (pull, cache import) fetch their blobs from the registry their source names
+	 * ("http://" kept there for --insecure pulls) when extracted, mounted or exported; the
+	 * credentials come from $CAIRN_REGISTRY_CREDS, else the docker config. libcurl's TLS
+	 * writes to a closed connection raise SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+	cairn_remote_options ro = {.creds = getenv("CAIRN_REGISTRY_CREDS")};
+	if (cairn_remote_attach(cli->cache, &ro, &e) < 0)
 		return cli_fail(cli, e);
 	return 0;
 }
