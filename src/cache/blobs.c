@@ -444,6 +444,22 @@ static int pick_label(const char *key, const char *value, void *userdata)
 	return 0;
 }
 
+int cache_lazy_labels(meta_tx *tx, const char *blob, char **ret_source, int64_t *ret_size,
+                      cairn_error **reterr)
+{
+	struct labels_found l = {0};
+	int r = meta_content_labels(tx, blob, pick_label, &l, reterr);
+	if (r == -ENOMEM)
+		r = err_set(reterr, -ENOMEM, "labels of blob '%s': out of memory", blob);
+	if (r < 0) {
+		free(l.source);
+		return r;
+	}
+	*ret_source = l.source;
+	*ret_size = l.size;
+	return 0;
+}
+
 /* Adds the blob of @row to @s when it is lazy: not in the content store, a source known. */
 static int add_lazy(meta_tx *tx, struct fetch_set *s, const struct meta_record *row,
                     cairn_error **reterr)
@@ -455,9 +471,7 @@ static int add_lazy(meta_tx *tx, struct fetch_set *s, const struct meta_record *
 		if (strcmp(s->v[i].digest, row->blob) == 0)
 			return 0;
 	struct labels_found l = {0};
-	r = meta_content_labels(tx, row->blob, pick_label, &l, reterr);
-	if (r == -ENOMEM)
-		r = err_set(reterr, -ENOMEM, "out of memory");
+	r = cache_lazy_labels(tx, row->blob, &l.source, &l.size, reterr);
 	if (r < 0 || !l.source) {
 		/* Not lazy: the blob is gone, which extract reports as it always did. */
 		free(l.source);

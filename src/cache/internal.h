@@ -258,6 +258,12 @@ int cache_extract_id(cairn_cache *c, const char *id, cairn_progress_fn fn, void 
 #define CACHE_LABEL_SOURCE "cairn.lazy.source"
 #define CACHE_LABEL_SIZE   "cairn.lazy.size"
 
+/* cache_lazy_labels() - the source and recorded size labelled on lazy blob @blob (*@ret_source
+ * NULL and *@ret_size 0 when it has none); *@ret_source is the caller's. Errors: meta's; -ENOMEM
+ * naming the blob. Locking: inside @tx. */
+int cache_lazy_labels(meta_tx *tx, const char *blob, char **ret_source, int64_t *ret_size,
+                      cairn_error **reterr);
+
 /* cache_set_fetch_jobs() - fetch at most @jobs (0: CACHE_FETCH_JOBS) lazy blobs at once. Locking:
  * as cairn_cache_set_fetcher(). */
 void cache_set_fetch_jobs(cairn_cache *c, unsigned jobs);

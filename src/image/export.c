@@ -150,25 +150,6 @@ static int load_chain(struct exp *x, cairn_error **reterr)
 	return 0;
 }
 
-/* The labels that make a blob lazy (src/cache): its source and size. */
-struct lazy_labels {
-	char *source;
-	int64_t size;
-};
-
-static int pick_lazy_label(const char *key, const char *value, void *userdata)
-{
-	struct lazy_labels *l = userdata;
-	if (strcmp(key, CACHE_LABEL_SOURCE) == 0 && !l->source && !(l->source = strdup(value)))
-		return -ENOMEM;
-	if (strcmp(key, CACHE_LABEL_SIZE) == 0) {
-		char *end = NULL;
-		long long v = strtoll(value, &end, 10);
-		l->size = end && !*end && v > 0 ? v : 0;
-	}
-	return 0;
-}
-
 /* The blob of @ref's record when it is lazy (recorded, not in the content store, its source and
  * size labelled): 1 and *@ret, *@ret_source; 0 when it is not. */
 static int lazy_blob(cairn_ref *ref, cairn_blob **ret, char **ret_source, cairn_error **reterr)
@@ -180,13 +161,14 @@ static int lazy_blob(cairn_ref *ref, cairn_blob **ret, char **ret_source, cairn_
 		return r < 0 ? r : 0;
 	if ((r = content_exists(c->store->content, row.blob, reterr)) != 0)
 		return r < 0 ? r : 0;
-	struct lazy_labels l = {0};
+	struct {
+		char *source;
+		int64_t size;
+	} l = {0};
 	_cleanup_(meta_tx_end) meta_tx tx = {0};
 	if ((r = meta_tx_begin(c->db, &tx, false, reterr)) < 0)
 		return r;
-	r = meta_content_labels(&tx, row.blob, pick_lazy_label, &l, reterr);
-	if (r == -ENOMEM)
-		r = err_set(reterr, -ENOMEM, "record '%s': out of memory", ref->id);
+	r = cache_lazy_labels(&tx, row.blob, &l.source, &l.size, reterr);
 	cairn_blob *b = r >= 0 && l.source && l.size > 0 ? calloc(1, sizeof(*b)) : NULL;
 	if (!b) {
 		free(l.source);
