@@ -10,7 +10,7 @@ NINJA      ?= ninja
 DEPS = gcc meson ninja-build pkg-config libsqlite3-dev libssl-dev libarchive-dev \
        libjansson-dev libzstd-dev zlib1g-dev libisal-dev libcurl4-openssl-dev bats \
        clang-format python3 util-linux e2fsprogs attr zstd gzip tar diffutils \
-       skopeo umoci busybox-static docker-registry apache2-utils
+       skopeo umoci busybox-static docker-registry apache2-utils podman
 
 .PHONY: all deps build demo check test format format-check clean
 

@@ -102,6 +102,21 @@ print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' "$T/layout/index.
 	treecmp "$T/top-tree" "$T/b/rootfs"
 }
 
+@test "podman pulls what cairn pushed and gets the record's tree" {
+	command -v podman >/dev/null || skip "podman is not installed (make deps installs it)"
+	registry_start
+	build_top
+	run_cairn 0 -q push top "$REGISTRY/cairn/top:v1" --insecure
+	local pm=(podman --root "$T/podman" --runroot "$T/podman-run" --storage-driver vfs)
+	run "${pm[@]}" pull -q --tls-verify=false "$REGISTRY/cairn/top:v1"
+	[ "$status" -eq 0 ] || { echo "$output"; false; }
+	local mp
+	mp=$("${pm[@]}" image mount "$REGISTRY/cairn/top:v1")
+	treecmp "$T/top-tree" "$mp"
+	"${pm[@]}" image unmount "$REGISTRY/cairn/top:v1" >/dev/null
+	"${pm[@]}" rmi -a -f >/dev/null 2>&1 || true
+}
+
 @test "a second push of the same image sends no blob bytes" {
 	registry_start
 	build_top
