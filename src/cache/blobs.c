@@ -774,8 +774,12 @@ static int extract_one(struct extract_args *a, const struct meta_record *row, co
 	close_fds(pfds, np);
 	if (r < 0)
 		goto fail;
-	if (syncfs(rootfd) < 0)
-		log_debug("syncfs for record '%s': %m", row->id);
+	/* The tree must be durable before the commit that publishes it: a failed writeback
+	 * fails the extract. */
+	if (syncfs(rootfd) < 0) {
+		r = err_errno(reterr, -errno, "sync the extracted tree of record '%s'", row->id);
+		goto fail;
+	}
 	fault_point("extract.applied");
 	r = snap_commit(c->snap, row->snapshot, key, NULL, 0, &err);
 	if (r < 0) {

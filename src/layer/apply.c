@@ -16,6 +16,13 @@
 
 #define COPY_BUF (128 * 1024)
 
+/*
+ * Writeback of a large file is started every WRITEBACK_STEP bytes (sync_file_range, no wait),
+ * so the disk works while the layer is still being inflated and the syncfs() the cache runs
+ * before its commit finds little left to write.
+ */
+#define WRITEBACK_STEP (8 << 20)
+
 /* Deepest directory chain kept open while applying (deeper parents take the slow path). */
 #define CHAIN_MAX 64
 
@@ -580,7 +587,7 @@ static bool all_zero(const void *buf, size_t len)
 static int write_data(struct apply *ap, struct archive_entry *e, int fd, const char *path,
                       cairn_error **reterr)
 {
-	int64_t end = 0, written = 0;
+	int64_t end = 0, written = 0, kicked = 0;
 	for (;;) {
 		const void *buf;
 		size_t len;
@@ -607,6 +614,11 @@ static int write_data(struct apply *ap, struct archive_entry *e, int fd, const c
 			if (n <= 0)
 				return err_errno(reterr, n < 0 ? -errno : -EIO, "write '%s'", path);
 			done += (size_t)n;
+		}
+		if (written - kicked >= WRITEBACK_STEP) {
+			/* Only a hint: a filesystem without it writes back at syncfs() as before. */
+			(void)sync_file_range(fd, kicked, written - kicked, SYNC_FILE_RANGE_WRITE);
+			kicked = written;
 		}
 	}
 	/* A sparse file, or one whose last block was zeros, ends in a hole. */
