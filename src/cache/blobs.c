@@ -988,9 +988,16 @@ int cairn_ref_set_blob(cairn_ref *ref, const cairn_descriptor *desc, cairn_error
 
 /* ---- diff and get_remote ---- */
 
+/* Compressor threads: one per CPU, at most 8 (the output does not depend on the number). */
+static unsigned compress_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > 8 ? 8 : (unsigned)n;
+}
+
 /* Writes the layer of record @row to @fd. */
 static int diff_row(cairn_cache *c, const struct meta_record *row, layer_compression comp,
-                    int64_t sde, int fd, struct resolved *ret, cairn_error **reterr)
+                    int level, int64_t sde, int fd, struct resolved *ret, cairn_error **reterr)
 {
 	if (!row->extracted || !row->snapshot || row->equal_mutable)
 		return err_set(reterr, -EINVAL, "record '%s' is not extracted and has no blob",
@@ -1015,8 +1022,8 @@ static int diff_row(cairn_cache *c, const struct meta_record *row, layer_compres
 		lower = r;
 	}
 	struct layer_writer_opts wo = {.compression = comp,
-	                               .level = LAYER_LEVEL_DEFAULT,
-	                               .threads = comp == LAYER_COMPRESSION_ZSTD ? 2 : 0,
+	                               .level = level,
+	                               .threads = compress_threads(),
 	                               .what = row->id};
 	_cleanup_(layer_writer_freep) layer_writer *w = NULL;
 	if ((r = layer_writer_new(fd, &wo, &w, reterr)) < 0)
@@ -1054,7 +1061,7 @@ static int open_tmp(cairn_cache *c, cairn_error **reterr)
 }
 
 /* Computes, stores and sets the blob of record @id (finalized, extracted, no blob). */
-static int make_blob(cairn_cache *c, const char *id, layer_compression comp, int64_t sde,
+static int make_blob(cairn_cache *c, const char *id, layer_compression comp, int level, int64_t sde,
                      cairn_error **reterr)
 {
 	_cleanup_(meta_record_clear) struct meta_record row = {0};
@@ -1065,7 +1072,7 @@ static int make_blob(cairn_cache *c, const char *id, layer_compression comp, int
 	if (fd < 0)
 		return fd;
 	_cleanup_(resolved_clear) struct resolved x = {0};
-	if ((r = diff_row(c, &row, comp, sde, fd, &x, reterr)) < 0)
+	if ((r = diff_row(c, &row, comp, level, sde, fd, &x, reterr)) < 0)
 		return r;
 	if (lseek(fd, 0, SEEK_SET) < 0)
 		return err_errno(reterr, -errno, "seek the layer of record '%s'", id);
@@ -1086,10 +1093,12 @@ static int make_blob(cairn_cache *c, const char *id, layer_compression comp, int
 	return r;
 }
 
-static int parse_compression(const char *s, layer_compression *ret, cairn_error **reterr)
+static int parse_compression(const char *s, layer_compression *ret, int *ret_level,
+                             cairn_error **reterr)
 {
 	*ret = LAYER_COMPRESSION_GZIP;
-	return s ? layer_compression_parse(s, ret, reterr) : 0;
+	*ret_level = LAYER_LEVEL_DEFAULT;
+	return s ? layer_compression_parse(s, ret, ret_level, reterr) : 0;
 }
 
 static int blob_of(cairn_cache *c, const char *id, cairn_blob **ret, cairn_error **reterr)
@@ -1117,7 +1126,7 @@ static int blob_of(cairn_cache *c, const char *id, cairn_blob **ret, cairn_error
 /* The common start of get_remote and diff: a usable immutable ref, a known compression, and the
  * record owning its data (finalized under the record lock). */
 static int layer_out_prepare(cairn_ref *ref, const char *op, bool bad_args, const char *compression,
-                             layer_compression *comp, cairn_error **reterr)
+                             layer_compression *comp, int *level, cairn_error **reterr)
 {
 	int r = cache_ref_check(ref, op, reterr);
 	if (r < 0)
@@ -1126,7 +1135,7 @@ static int layer_out_prepare(cairn_ref *ref, const char *op, bool bad_args, cons
 		return err_set(reterr, -EINVAL, "%s '%s': %s", op, ref->id,
 		               ref->is_mutable ? "the ref is mutable (commit it)"
 		                               : "invalid arguments");
-	if ((r = parse_compression(compression, comp, reterr)) < 0)
+	if ((r = parse_compression(compression, comp, level, reterr)) < 0)
 		return r;
 	pthread_mutex_lock(&ref->e->lock->mu);
 	r = cache_finalize_locked(ref->cache, ref->id, reterr);
@@ -1139,7 +1148,8 @@ int cairn_ref_get_remote(cairn_ref *ref, const char *compression, int64_t source
 {
 	cairn_cache *c = ref ? ref->cache : NULL;
 	layer_compression comp;
-	int r = layer_out_prepare(ref, "get remote", !ret, compression, &comp, reterr);
+	int level;
+	int r = layer_out_prepare(ref, "get remote", !ret, compression, &comp, &level, reterr);
 	if (r < 0)
 		return r;
 	/* Lazy blobs are handed out as they are, once they are here. */
@@ -1165,7 +1175,7 @@ int cairn_ref_get_remote(cairn_ref *ref, const char *compression, int64_t source
 		next = TAKE_PTR(row.parent);
 	}
 	for (size_t i = n; i-- > 0 && r >= 0;)
-		r = make_blob(c, ids[i], comp, source_date_epoch, reterr);
+		r = make_blob(c, ids[i], comp, level, source_date_epoch, reterr);
 	for (size_t i = 0; i < n; i++)
 		free(ids[i]);
 	free(ids);
@@ -1179,7 +1189,8 @@ int cairn_ref_diff(cairn_ref *ref, const char *compression, int64_t source_date_
 {
 	cairn_cache *c = ref ? ref->cache : NULL;
 	layer_compression comp;
-	int r = layer_out_prepare(ref, "diff", fd < 0, compression, &comp, reterr);
+	int level;
+	int r = layer_out_prepare(ref, "diff", fd < 0, compression, &comp, &level, reterr);
 	if (r < 0)
 		return r;
 	_cleanup_(meta_record_clear) struct meta_record row = {0};
@@ -1193,7 +1204,7 @@ int cairn_ref_diff(cairn_ref *ref, const char *compression, int64_t source_date_
 		    (r = cache_load_once(c, ref->id, &row, reterr)) < 0)
 			return err_prefix(reterr, "diff '%s'", ref->id);
 	}
-	if ((r = diff_row(c, &row, comp, source_date_epoch, fd, &x, reterr)) < 0)
+	if ((r = diff_row(c, &row, comp, level, source_date_epoch, fd, &x, reterr)) < 0)
 		return err_prefix(reterr, "diff '%s'", ref->id);
 	if (!ret)
 		return 0;

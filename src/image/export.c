@@ -987,8 +987,8 @@ int image_build(cairn_cache *c, const char *ref, const char *compression, int64_
 	                                .compression = compression,
 	                                .source_date_epoch = source_date_epoch};
 	layer_compression comp;
-	int r = 0;
-	if (compression && (r = layer_compression_parse(compression, &comp, reterr)) < 0)
+	int level, r = 0;
+	if (compression && (r = layer_compression_parse(compression, &comp, &level, reterr)) < 0)
 		return err_prefix(reterr, "image '%s'", ref);
 	struct exp x = {.c = c, .o = &o, .ref = ref, .output = "", .lazy_ok = true};
 	r = build(&x, reterr);
@@ -1010,11 +1010,13 @@ int cairn_image_export(cairn_cache *c, const char *ref, const char *output,
 	if (opts)
 		o = *opts;
 	layer_compression comp;
+	int level;
 	if (o.version != CAIRN_IMAGE_EXPORT_OPTIONS_VERSION ||
 	    (o.format != CAIRN_IMAGE_FORMAT_OCI && o.format != CAIRN_IMAGE_FORMAT_DOCKER_ARCHIVE))
 		return err_set(reterr, -EINVAL, "export '%s': unknown options version or format",
 		               ref);
-	if (o.compression && (r = layer_compression_parse(o.compression, &comp, reterr)) < 0)
+	if (o.compression &&
+	    (r = layer_compression_parse(o.compression, &comp, &level, reterr)) < 0)
 		return err_prefix(reterr, "export '%s'", ref);
 	if (o.tag && !ref_name_valid(o.tag))
 		return err_set(reterr, -EINVAL,

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -10,6 +13,7 @@
 #include "config.h"
 #include "base/fs.h"
 #include "compress.h"
+#include "pdeflate.h"
 #if HAVE_ISAL
 #include <isa-l/igzip_lib.h>
 #endif
@@ -59,18 +63,48 @@ const char *layer_compression_name(layer_compression c)
 	}
 }
 
-int layer_compression_parse(const char *s, layer_compression *ret, cairn_error **reterr)
+static bool level_valid(layer_compression c, int level)
 {
-	if (s && (strcmp(s, "none") == 0 || strcmp(s, "uncompressed") == 0))
-		*ret = LAYER_COMPRESSION_NONE;
-	else if (s && strcmp(s, "gzip") == 0)
-		*ret = LAYER_COMPRESSION_GZIP;
-	else if (s && strcmp(s, "zstd") == 0)
-		*ret = LAYER_COMPRESSION_ZSTD;
+	if (level == LAYER_LEVEL_DEFAULT || c == LAYER_COMPRESSION_NONE)
+		return true;
+	if (c == LAYER_COMPRESSION_GZIP)
+		return level >= 0 && level <= 9;
+	return level >= 1 && level <= ZSTD_maxCLevel();
+}
+
+int layer_compression_parse(const char *s, layer_compression *ret, int *ret_level,
+                            cairn_error **reterr)
+{
+	const char *colon = s ? strchr(s, ':') : NULL;
+	size_t n = colon ? (size_t)(colon - s) : s ? strlen(s) : 0;
+	layer_compression c;
+	if (s && ((n == 4 && memcmp(s, "none", 4) == 0) ||
+	          (n == 12 && memcmp(s, "uncompressed", 12) == 0)))
+		c = LAYER_COMPRESSION_NONE;
+	else if (s && n == 4 && memcmp(s, "gzip", 4) == 0)
+		c = LAYER_COMPRESSION_GZIP;
+	else if (s && n == 4 && memcmp(s, "zstd", 4) == 0)
+		c = LAYER_COMPRESSION_ZSTD;
 	else
 		return err_set(reterr, -EINVAL,
-		               "unknown compression '%s' (expected gzip, zstd or none)",
+		               "unknown compression '%s' (expected gzip, zstd or none, with an "
+		               "optional :LEVEL)",
 		               s ? s : "(null)");
+	int level = LAYER_LEVEL_DEFAULT;
+	if (colon) {
+		char *end = NULL;
+		errno = 0;
+		long v = strtol(colon + 1, &end, 10);
+		if (c == LAYER_COMPRESSION_NONE || !ret_level || errno || end == colon + 1 ||
+		    *end || v < 0 || v > INT32_MAX || !level_valid(c, (int)v))
+			return err_set(reterr, -EINVAL,
+			               "bad compression level in '%s' (gzip: 0-9, zstd: 1-%d)", s,
+			               ZSTD_maxCLevel());
+		level = (int)v;
+	}
+	*ret = c;
+	if (ret_level)
+		*ret_level = level;
 	return 0;
 }
 
@@ -530,13 +564,9 @@ static void *produce(void *userdata)
 				memcpy(r->obuf, buf, (size_t)n);
 			filled += (size_t)n;
 		}
-		/* gzip inflates slower than this thread can hash, zstd faster: hash the diffID on
-		 * the side that has time for it. */
-		bool hash = r->comp != LAYER_COMPRESSION_GZIP;
-		if (hash)
+		if (r->hash_in_producer)
 			hasher_update(r->diff_h, s->buf, filled);
 		pthread_mutex_lock(&r->mu);
-		r->hash_in_producer = hash;
 		if (filled > 0) {
 			s->len = filled;
 			s->in_total = r->in_total;
@@ -569,6 +599,10 @@ static int start_thread(layer_reader *r, cairn_error **reterr)
 		pthread_mutex_destroy(&r->mu);
 		return 1;
 	}
+	/* gzip inflates slower than the producer can hash, zstd faster: the diffID is hashed
+	 * on the side that has time for it. Fixed before the thread starts, so both sides
+	 * read it without the lock. */
+	r->hash_in_producer = r->comp != LAYER_COMPRESSION_GZIP;
 	/* Signals stay with the caller's threads. */
 	sigset_t all, old;
 	sigfillset(&all);
@@ -665,9 +699,7 @@ struct layer_writer {
 	uint64_t in_total, out_total;
 	uint8_t *out;
 	bool header_done;
-	z_stream z;
-	bool z_init;
-	uint32_t crc;
+	pdeflate *pd; /* gzip by zlib */
 #if HAVE_ISAL
 	struct isal_zstream *isal;
 	uint8_t *level_buf;
@@ -684,8 +716,7 @@ layer_writer *layer_writer_free(layer_writer *w)
 {
 	if (!w)
 		return NULL;
-	if (w->z_init)
-		deflateEnd(&w->z);
+	pdeflate_free(w->pd);
 #if HAVE_ISAL
 	free(w->isal);
 	free(w->level_buf);
@@ -699,7 +730,14 @@ layer_writer *layer_writer_free(layer_writer *w)
 	return NULL;
 }
 
-static int init_gzip(layer_writer *w, int level)
+static int emit(layer_writer *w, const void *buf, size_t len, cairn_error **reterr);
+
+static int emit_cb(void *userdata, const void *buf, size_t len, cairn_error **reterr)
+{
+	return emit(userdata, buf, len, reterr);
+}
+
+static int init_gzip(layer_writer *w, int level, unsigned threads)
 {
 #if HAVE_ISAL
 	if (layer_have_isal() && (level == LAYER_LEVEL_DEFAULT || (level >= 1 && level <= 3))) {
@@ -718,12 +756,7 @@ static int init_gzip(layer_writer *w, int level)
 		return 0;
 	}
 #endif
-	int lvl = level == LAYER_LEVEL_DEFAULT ? 6 : level;
-	if (deflateInit2(&w->z, lvl, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-		return -ENOMEM;
-	w->z_init = true;
-	w->crc = (uint32_t)crc32(0, Z_NULL, 0);
-	return 0;
+	return pdeflate_new(level == LAYER_LEVEL_DEFAULT ? 6 : level, threads, emit_cb, w, &w->pd);
 }
 
 static int init_zstd(layer_writer *w, int level, unsigned threads)
@@ -741,15 +774,6 @@ static int init_zstd(layer_writer *w, int level, unsigned threads)
 	return 0;
 }
 
-static int check_level(const struct layer_writer_opts *opts)
-{
-	if (opts->level == LAYER_LEVEL_DEFAULT || opts->compression == LAYER_COMPRESSION_NONE)
-		return 0;
-	if (opts->compression == LAYER_COMPRESSION_GZIP)
-		return opts->level >= 0 && opts->level <= 9 ? 0 : -EINVAL;
-	return opts->level >= 1 && opts->level <= ZSTD_maxCLevel() ? 0 : -EINVAL;
-}
-
 int layer_writer_new(int fd, const struct layer_writer_opts *opts, layer_writer **ret_writer,
                      cairn_error **reterr)
 {
@@ -759,7 +783,7 @@ int layer_writer_new(int fd, const struct layer_writer_opts *opts, layer_writer 
 	    opts->compression != LAYER_COMPRESSION_ZSTD)
 		return err_set(reterr, -EINVAL, "write '%s': unknown compression %d", what,
 		               (int)opts->compression);
-	if (check_level(opts) < 0)
+	if (!level_valid(opts->compression, opts->level))
 		return err_set(reterr, -EINVAL, "write '%s': %s level '%d' out of range", what,
 		               layer_compression_name(opts->compression), opts->level);
 	_cleanup_(layer_writer_freep) layer_writer *w = calloc(1, sizeof(*w));
@@ -776,7 +800,7 @@ int layer_writer_new(int fd, const struct layer_writer_opts *opts, layer_writer 
 		return err_set(reterr, -ENOMEM, "write '%s': out of memory", what);
 	int r = 0;
 	if (w->comp == LAYER_COMPRESSION_GZIP)
-		r = init_gzip(w, opts->level);
+		r = init_gzip(w, opts->level, opts->threads);
 	else if (w->comp == LAYER_COMPRESSION_ZSTD)
 		r = init_zstd(w, opts->level, opts->threads);
 	if (r < 0)
@@ -829,27 +853,24 @@ static int push_isal(layer_writer *w, const void *buf, size_t len, bool end, cai
 
 static int push_zlib(layer_writer *w, const void *buf, size_t len, bool end, cairn_error **reterr)
 {
-	w->z.next_in = (Bytef *)buf;
-	w->z.avail_in = (uInt)len;
-	if (len > 0) /* crc32() of a NULL buffer is its initial value, not a no-op */
-		w->crc = (uint32_t)crc32(w->crc, buf, (uInt)len);
-	int k;
-	do {
-		w->z.next_out = w->out;
-		w->z.avail_out = BUF_SIZE;
-		k = deflate(&w->z, end ? Z_FINISH : Z_NO_FLUSH);
-		if (k == Z_STREAM_ERROR)
-			return comp_fail(w, reterr, "deflate");
-		int r = emit(w, w->out, BUF_SIZE - w->z.avail_out, reterr);
-		if (r < 0)
-			return r;
-	} while (w->z.avail_in > 0 || (end && k != Z_STREAM_END));
+	uint32_t crc = 0;
+	int r = len > 0 ? pdeflate_write(w->pd, buf, len, reterr) : 0;
+	if (r >= 0 && end)
+		r = pdeflate_finish(w->pd, &crc, reterr);
+	if (r < 0) {
+		/* A failed write of the output was reported (and recorded) by emit(). */
+		if (!w->failed) {
+			w->failed = r;
+			err_prefix(reterr, "write '%s'", wwhat(w));
+		}
+		return r;
+	}
 	if (!end)
 		return 0;
 	uint8_t trailer[8];
 	uint32_t size = (uint32_t)w->in_total;
 	for (int i = 0; i < 4; i++) {
-		trailer[i] = (uint8_t)(w->crc >> (8 * i));
+		trailer[i] = (uint8_t)(crc >> (8 * i));
 		trailer[4 + i] = (uint8_t)(size >> (8 * i));
 	}
 	return emit(w, trailer, sizeof(trailer), reterr);

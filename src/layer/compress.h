@@ -13,9 +13,10 @@
  * decoder's state; zstd frames whose
  * window exceeds LAYER_ZSTD_WINDOW_LOG_MAX are refused rather than decoded with more memory.
  *
- * Writing compresses a stream into an fd with gzip (ISA-L for levels 1-3 when present, zlib
- * otherwise), zstd (a level and worker threads) or nothing, hashing both sides. Output is a pure
- * function of the input bytes, the compression, the level and the build's compressor: the gzip
+ * Writing compresses a stream into an fd with gzip (ISA-L for levels 1-3 when present, zlib's
+ * block deflate on worker threads otherwise), zstd (a level and worker threads) or nothing,
+ * hashing both sides. Output is a pure function of the input bytes, the compression, the level
+ * and the build's compressor (never of the number of threads): the gzip
  * header carries mtime 0, no name, XFL 0 and OS 255 ("unknown"), whichever deflater runs; zstd's
  * output does not depend on the number of workers once there is at least one.
  *
@@ -40,14 +41,19 @@ typedef enum layer_compression {
 /* The largest zstd window the reader accepts: 2^25 bytes (32 MiB), below the 64 MiB budget. */
 #define LAYER_ZSTD_WINDOW_LOG_MAX 25
 
+#define LAYER_LEVEL_DEFAULT (-1)
+
 /* layer_compression_name() - "none", "gzip" or "zstd" (static). */
 const char *layer_compression_name(layer_compression c);
 
 /*
- * layer_compression_parse() - "none"/"uncompressed", "gzip" or "zstd" into *@ret.
- * Errors: -EINVAL naming @s.
+ * layer_compression_parse() - "none"/"uncompressed", "gzip" or "zstd", optionally followed by
+ * ":LEVEL" ("gzip:6", "zstd:19"), into *@ret and *@ret_level (LAYER_LEVEL_DEFAULT without a
+ * level). @ret_level may be NULL where no level applies: a level is then refused.
+ * Errors: -EINVAL naming @s, for an unknown name or a level out of the compression's range.
  */
-int layer_compression_parse(const char *s, layer_compression *ret, cairn_error **reterr);
+int layer_compression_parse(const char *s, layer_compression *ret, int *ret_level,
+                            cairn_error **reterr);
 
 /*
  * layer_compression_detect() - the compression the first @len bytes of a stream announce (at
@@ -150,8 +156,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(layer_reader *, layer_reader_free)
 
 typedef struct layer_writer layer_writer;
 
-#define LAYER_LEVEL_DEFAULT (-1)
-
 struct layer_writer_opts {
 	layer_compression compression;
 	/*
@@ -160,7 +164,11 @@ struct layer_writer_opts {
 	 * zstd: 1-19 (22 with more memory); LAYER_LEVEL_DEFAULT is zstd's 3. none: ignored.
 	 */
 	int level;
-	unsigned threads; /* zstd worker threads; 0 compresses on the calling thread */
+	/*
+	 * Worker threads for zstd and for zlib's gzip (block deflate, see pdeflate.h); 0
+	 * compresses on the calling thread. The output does not depend on it. ISA-L: unused.
+	 */
+	unsigned threads;
 	const char *what; /* the output's name for messages; may be NULL */
 };
 

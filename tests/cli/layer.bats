@@ -86,6 +86,17 @@ diff_round_trip() {
 	# Another compression is a fresh diff with the same diff id.
 	run_cairn 0 $s diff "$base" --compression zstd --source-date-epoch 0 -o "$BATS_TEST_TMPDIR/base.zst"
 	[ "$(zstd -dc "$BATS_TEST_TMPDIR/base.zst" | sha256sum)" = "$(gunzip -c "$BATS_TEST_TMPDIR/base.tgz" | sha256sum)" ]
+	# A level is a fresh diff too: the same tar, other bytes per level, the same bytes per run.
+	local lv
+	for lv in 1 9 9; do
+		run_cairn 0 $s diff "$base" --compression "gzip:$lv" --source-date-epoch 0 -o "$BATS_TEST_TMPDIR/l$lv.tgz"
+		[ "$(gunzip -c "$BATS_TEST_TMPDIR/l$lv.tgz" | sha256sum)" = "$(gunzip -c "$BATS_TEST_TMPDIR/base.tgz" | sha256sum)" ]
+	done
+	! cmp -s "$BATS_TEST_TMPDIR/l1.tgz" "$BATS_TEST_TMPDIR/l9.tgz"
+	run_cairn 0 $s diff "$base" --compression gzip:9 --source-date-epoch 0 -o "$BATS_TEST_TMPDIR/l9b.tgz"
+	cmp "$BATS_TEST_TMPDIR/l9.tgz" "$BATS_TEST_TMPDIR/l9b.tgz"
+	run_cairn 0 $s diff "$base" --compression zstd:19 --source-date-epoch 0 -o "$BATS_TEST_TMPDIR/z19.zst"
+	[ "$(zstd -dc "$BATS_TEST_TMPDIR/z19.zst" | sha256sum)" = "$(gunzip -c "$BATS_TEST_TMPDIR/base.tgz" | sha256sum)" ]
 
 	local other="$BATS_TEST_TMPDIR/other"
 	run_cairn 0 $s --root "$other" content add "$BATS_TEST_TMPDIR/base.tgz"
@@ -149,4 +160,20 @@ open(p, "wb").write(b)' "$BATS_TEST_TMPDIR/layer.tar.gz"
 	local d=sha256:1111111111111111111111111111111111111111111111111111111111111111
 	run_cairn 3 import-blob "$d"
 	expect_output "$d"
+}
+
+@test "diff: a bad compression, level or --source-date-epoch is a usage error and writes nothing" {
+	run_cairn 0 new
+	local m=$output
+	run_cairn 0 commit "$m"
+	local id=$output
+	local bad
+	for bad in "--compression gzip:10" "--compression none:3" "--compression bzip2" \
+		"--compression zstd:0" "--compression gzip:" "--source-date-epoch abc"; do
+		run_cairn 2 diff "$id" $bad -o "$BATS_TEST_TMPDIR/out"
+		[[ "$output" == *"${bad#* }"* ]]
+		[ ! -e "$BATS_TEST_TMPDIR/out" ]
+	done
+	run_cairn 0 --json info "$id"
+	[ "$(json_get 'j.get("blob")')" = None ]
 }

@@ -18,6 +18,7 @@
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 #include <zstd.h>
 
 #include "base/digest.h"
@@ -25,6 +26,7 @@
 #include "harness.h"
 #include "layer/apply.h"
 #include "layer/compress.h"
+#include "layer/pdeflate.h"
 #include "layer/diff.h"
 #include "layer/util.h"
 
@@ -504,12 +506,29 @@ TEST(compress_media_types)
 	ASSERT_ERR(layer_media_type_parse("application/json", &c, ERR), -EOPNOTSUPP);
 	ASSERT_STREQ(layer_media_type(LAYER_COMPRESSION_ZSTD),
 	             "application/vnd.oci.image.layer.v1.tar+zstd");
-	ASSERT_OK(layer_compression_parse("zstd", &c, ERR));
+	ASSERT_OK(layer_compression_parse("zstd", &c, NULL, ERR));
 	ASSERT_EQ(c, LAYER_COMPRESSION_ZSTD);
-	ASSERT_OK(layer_compression_parse("none", &c, ERR));
+	ASSERT_OK(layer_compression_parse("none", &c, NULL, ERR));
 	ASSERT_EQ(c, LAYER_COMPRESSION_NONE);
-	ASSERT_ERR(layer_compression_parse("bzip2", &c, ERR), -EINVAL);
+	ASSERT_ERR(layer_compression_parse("bzip2", &c, NULL, ERR), -EINVAL);
 	ASSERT_ERRMSG("'bzip2'");
+	int level = 0;
+	ASSERT_OK(layer_compression_parse("gzip", &c, &level, ERR));
+	ASSERT_EQ(level, LAYER_LEVEL_DEFAULT);
+	ASSERT_OK(layer_compression_parse("gzip:6", &c, &level, ERR));
+	ASSERT_EQ(c, LAYER_COMPRESSION_GZIP);
+	ASSERT_EQ(level, 6);
+	ASSERT_OK(layer_compression_parse("zstd:19", &c, &level, ERR));
+	ASSERT_EQ(c, LAYER_COMPRESSION_ZSTD);
+	ASSERT_EQ(level, 19);
+	const char *bad[] = {"gzip:10",          "gzip:", "gzip:6x", "gzip:-1", "zstd:0", "none:1",
+	                     "gzip:99999999999", "gzip6", ":6"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ASSERT_ERR(layer_compression_parse(bad[i], &c, &level, ERR), -EINVAL);
+		ASSERT_ERRMSG(bad[i]);
+	}
+	/* where no level applies, one is refused */
+	ASSERT_ERR(layer_compression_parse("gzip:6", &c, NULL, ERR), -EINVAL);
 }
 
 /* Pseudo-random but compressible test data. */
@@ -578,6 +597,87 @@ TEST(compress_gzip_roundtrip_zlib)
 	roundtrip(LAYER_COMPRESSION_GZIP, LAYER_LEVEL_DEFAULT, true);
 	roundtrip(LAYER_COMPRESSION_GZIP, 9, true);
 	roundtrip(LAYER_COMPRESSION_GZIP, 0, true);
+}
+
+/* Compresses @len bytes of @data with gzip at zlib @level on @threads, in writes of @chunk. */
+static uint8_t *gzip_blocks(const uint8_t *data, size_t len, int level, unsigned threads,
+                            size_t chunk, size_t *ret_len)
+{
+	_cleanup_close_ int out = new_memfd();
+	struct layer_writer_opts o = {.compression = LAYER_COMPRESSION_GZIP,
+	                              .level = level,
+	                              .threads = threads,
+	                              .what = "test"};
+	_cleanup_(layer_writer_freep) layer_writer *w = NULL;
+	ASSERT_OK(layer_writer_new(out, &o, &w, ERR));
+	for (size_t off = 0; off < len; off += chunk)
+		ASSERT_OK(layer_writer_write(w, data + off, len - off < chunk ? len - off : chunk,
+		                             ERR));
+	ASSERT_OK(layer_writer_finish(w, NULL, NULL, NULL, NULL, ERR));
+	check_read(out, data, len, LAYER_COMPRESSION_GZIP);
+	layer_force_zlib(true); /* and through the other inflater */
+	check_read(out, data, len, LAYER_COMPRESSION_GZIP);
+	layer_force_zlib(false);
+	rewind_fd(out);
+	return slurp(out, ret_len);
+}
+
+/* zlib's gzip is made of blocks compressed on worker threads: the bytes never depend on how
+ * many threads ran or how the writes were cut, whatever the length (empty, block multiples). */
+TEST(compress_gzip_blocks_deterministic)
+{
+	const size_t lens[] = {0, 1, PDEFLATE_BLOCK, 2 * PDEFLATE_BLOCK, 5 * PDEFLATE_BLOCK + 4097};
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		size_t len = lens[i], n0, n1, n3;
+		_cleanup_free_ uint8_t *data = test_data(len ? len : 1);
+		_cleanup_free_ uint8_t *a = gzip_blocks(data, len, 6, 0, len ? len : 1, &n0);
+		_cleanup_free_ uint8_t *b = gzip_blocks(data, len, 6, 1, 1000, &n1);
+		_cleanup_free_ uint8_t *c = gzip_blocks(data, len, 6, 3, 65536 + 3, &n3);
+		ASSERT_EQ(n0, n1);
+		ASSERT_EQ(n0, n3);
+		ASSERT_TRUE(memcmp(a, b, n0) == 0 && memcmp(a, c, n0) == 0);
+		if (len >= PDEFLATE_BLOCK)
+			ASSERT_TRUE(n0 < len / 2);
+		/* one gzip member: zlib's single-member inflate ends exactly at the end */
+		_cleanup_free_ uint8_t *back = malloc(len + 1);
+		z_stream z = {0};
+		ASSERT_EQ(inflateInit2(&z, 16 + MAX_WBITS), Z_OK);
+		z.next_in = a;
+		z.avail_in = (uInt)n0;
+		z.next_out = back;
+		z.avail_out = (uInt)len + 1;
+		int k = inflate(&z, Z_FINISH);
+		inflateEnd(&z);
+		ASSERT_EQ(k, Z_STREAM_END);
+		ASSERT_EQ(z.avail_in, 0);
+		ASSERT_EQ(z.total_out, len);
+		ASSERT_TRUE(len == 0 || memcmp(back, data, len) == 0);
+	}
+	/* a level changes the bytes */
+	size_t len = 3 * PDEFLATE_BLOCK, n1, n9;
+	_cleanup_free_ uint8_t *data = test_data(len);
+	_cleanup_free_ uint8_t *l1 = gzip_blocks(data, len, 4, 2, len, &n1);
+	_cleanup_free_ uint8_t *l9 = gzip_blocks(data, len, 9, 2, len, &n9);
+	ASSERT_FALSE(n1 == n9 && memcmp(l1, l9, n1) == 0);
+}
+
+/* The block writer reports a write error of the output and names it. */
+TEST(compress_gzip_blocks_write_error)
+{
+	size_t len = 4 * PDEFLATE_BLOCK;
+	_cleanup_free_ uint8_t *data = test_data(len);
+	_cleanup_close_ int ro = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ASSERT_TRUE(ro >= 0);
+	struct layer_writer_opts o = {
+		.compression = LAYER_COMPRESSION_GZIP, .level = 6, .threads = 2, .what = "out.tgz"};
+	_cleanup_(layer_writer_freep) layer_writer *w = NULL;
+	ASSERT_OK(layer_writer_new(ro, &o, &w, ERR));
+	int r = layer_writer_write(w, data, len, ERR);
+	if (r >= 0)
+		r = layer_writer_finish(w, NULL, NULL, NULL, NULL, ERR);
+	ASSERT_ERR(r, -EBADF);
+	ASSERT_ERRMSG("'out.tgz'");
+	ASSERT_TRUE(layer_writer_write(w, data, 1, ERR) < 0);
 }
 
 TEST(compress_zstd_roundtrip)

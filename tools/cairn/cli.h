@@ -79,6 +79,9 @@ cairn_progress_fn cli_bar_start(struct cli *cli, struct cli_bar *b, const char *
 /* cli_bar_end() - end the bar's line, if one was drawn. */
 void cli_bar_end(struct cli_bar *b);
 
+/* cli_compression() - 0 for "gzip", "zstd" or "none" with an optional ":LEVEL" (gzip 0-9,
+ * zstd 1-22); else prints a usage error naming @arg and returns -1. */
+int cli_compression(struct cli *cli, const char *arg);
 /* cli_format_size() - "1.5 MiB" into @buf. */
 const char *cli_format_size(uint64_t bytes, char *buf, size_t len);
 /* cli_format_time() - local "YYYY-MM-DD HH:MM:SS" of @ns into @buf. */

@@ -122,7 +122,8 @@ const struct cli_command cmd_cache_remote[] = {
          "last an OCI image manifest naming them.\n"
          "Options:\n"
          "  --to REGISTRY/REPO[:TAG] where to (tag latest when none)\n" CLI_REMOTE_HELP
-         "  --compression C          gzip (default), zstd or none, for layers without a blob\n"
+         "  --compression C[:LEVEL]  gzip (default), zstd or none (gzip:6, zstd:19), for\n"
+         "                           layers without a blob\n"
          "  --source-date-epoch N    clamp new layers' mtimes to N\n"
          "Prints the manifest digest; --json: {id: null, remote, manifest, config,\n"
          "config_size, records, blobs, blobs_sent, blobs_present, blobs_mounted, bytes_sent}.\n",

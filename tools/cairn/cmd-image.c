@@ -111,11 +111,8 @@ static int export_opt(struct cli *cli, int opt, const char *arg, void *userdata)
 	} else if (opt == OPT_TAG) {
 		o->tag = arg;
 	} else if (opt == OPT_COMPRESSION) {
-		if (strcmp(arg, "gzip") != 0 && strcmp(arg, "zstd") != 0 &&
-		    strcmp(arg, "none") != 0)
-			return (cli_usage_error(
-					cli, "unknown compression '%s' (gzip, zstd or none)", arg),
-			        -1);
+		if (cli_compression(cli, arg) < 0)
+			return -1;
 		o->compression = arg;
 	} else if (opt == OPT_SDE) {
 		char *end = NULL;
@@ -213,8 +210,8 @@ const struct cli_command cmd_image[] = {
          "                           gains the image) or, for docker-archive, the tar file\n"
          "  --tag T                  the image's name in index.json (default: latest) and\n"
          "                           in a docker archive's RepoTags (default: none)\n"
-         "  --compression C          gzip (default), zstd or none, for layers without a\n"
-         "                           blob yet (layers with one keep it)\n"
+         "  --compression C[:LEVEL]  gzip (default), zstd or none (gzip:6, zstd:19), for\n"
+         "                           layers without a blob yet (layers with one keep it)\n"
          "  --source-date-epoch N    clamp new layers' mtimes and the config's times to N\n"
          "  --format F               oci (default) or docker-archive (plain tar layers,\n"
          "                           manifest.json plus the OCI layout, as Docker 25)\n"

@@ -23,11 +23,8 @@ int cli_remote_opt(struct cli *cli, int opt, const char *arg, struct cli_remote 
 		o->ro.insecure = true;
 		return 1;
 	case CLI_OPT_COMPRESSION:
-		if (strcmp(arg, "gzip") != 0 && strcmp(arg, "zstd") != 0 &&
-		    strcmp(arg, "none") != 0)
-			return (cli_usage_error(
-					cli, "unknown compression '%s' (gzip, zstd or none)", arg),
-			        -1);
+		if (cli_compression(cli, arg) < 0)
+			return -1;
 		o->ro.compression = arg;
 		return 1;
 	case CLI_OPT_JOBS:
@@ -120,7 +117,8 @@ const char cmd_push_help[] =
 	"imported or pulled image's own, unchanged, when REF is exactly that image). Blobs\n"
 	"the registry has (HEAD) are not sent again; the manifest goes last.\n"
 	"Options:\n" CLI_REMOTE_HELP
-	"  --compression C          gzip (default), zstd or none, for layers without a blob\n"
+	"  --compression C[:LEVEL]  gzip (default), zstd or none (gzip:6, zstd:19), for\n"
+	"                           layers without a blob\n"
 	"  --source-date-epoch N    clamp new layers' mtimes and the config's times to N\n"
 	"Prints the manifest digest; --json: {id, remote, manifest, config, config_size,\n"
 	"records, blobs, blobs_sent, blobs_present, blobs_mounted, bytes_sent}.\n"

@@ -120,6 +120,28 @@ int cli_usage_error(struct cli *cli, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+int cli_compression(struct cli *cli, const char *arg)
+{
+	const char *colon = strchr(arg, ':');
+	size_t n = colon ? (size_t)(colon - arg) : strlen(arg);
+	bool gzip = n == 4 && strncmp(arg, "gzip", 4) == 0;
+	bool zstd = n == 4 && strncmp(arg, "zstd", 4) == 0;
+	bool none = n == 4 && strncmp(arg, "none", 4) == 0;
+	if (!gzip && !zstd && !none)
+		return (cli_usage_error(cli, "unknown compression '%s' (gzip, zstd or none)", arg),
+		        -1);
+	if (!colon)
+		return 0;
+	char *end = NULL;
+	errno = 0;
+	long v = strtol(colon + 1, &end, 10);
+	if (none || errno || end == colon + 1 || *end || v < (gzip ? 0 : 1) || v > (gzip ? 9 : 22))
+		return (cli_usage_error(cli, "bad compression level in '%s' (gzip:0-9, zstd:1-22)",
+		                        arg),
+		        -1);
+	return 0;
+}
+
 int cli_nargs(struct cli *cli, int n, int min, int max)
 {
 	if (n < min)
