@@ -104,14 +104,18 @@ typedef struct cairn_gc_report {
 	uint64_t snapshot_bytes, blob_bytes, ingest_bytes, tmp_bytes;
 	uint64_t bytes; /* the sum */
 	size_t skipped; /* objects that could not be removed (see the error of a failed call) */
+	size_t labels;  /* blobs not in the store whose labels went (or would go): what a lazy
+	                 * record (pull, cache import) pruned before its blob was fetched left */
 } cairn_gc_report;
 
 /*
  * cairn_gc() - mark and sweep. Roots: live leases' resources; every record that is not a
  * tombstone (its snapshot and that snapshot's ancestors, its blob, its parent record); tags'
  * records; mounts' records and view snapshots. Swept: snapshots of every snapshotter that nothing
- * marks (children before parents), unmarked blobs, ingests not written to for a day, expired and
- * dead-process leases, and everything in tmp/. Sizes are measured before removal.
+ * marks (children before parents), unmarked blobs with their labels, the labels of unmarked blobs
+ * that are not in the store (a pruned lazy record's cairn.lazy.* labels), ingests not written to
+ * for a day, expired and dead-process leases, and everything in tmp/. The database part (leases,
+ * labels) goes in one transaction before any file. Sizes are measured before removal.
  * *@ret_report (may be NULL) is filled also with CAIRN_GC_DRY_RUN, which changes nothing.
  * Errors: -EINVAL for unknown flags, or a store not opened with CAIRN_STORE_EXCLUSIVE (gc must
  * not race other processes; the message says so); errors of the database and filesystem, naming

@@ -616,8 +616,7 @@ static int write_data(struct apply *ap, struct archive_entry *e, int fd, const c
 			done += (size_t)n;
 		}
 		if (written - kicked >= WRITEBACK_STEP) {
-			/* Only a hint: a filesystem without it writes back at syncfs() as before.
-			 */
+			/* A hint: without it, syncfs() writes back as before. */
 			(void)sync_file_range(fd, kicked, written - kicked, SYNC_FILE_RANGE_WRITE);
 			kicked = written;
 		}

@@ -7,8 +7,10 @@
  * containerd.io/gc.root; a marked blob marks what its containerd.io/gc.ref.content* and
  * gc.ref.snapshot.<driver> labels name; a marked record marks its parent record, its blob and its
  * snapshot, and a marked snapshot its ancestors. Since the store is held exclusively (ROOT/LOCK),
- * nothing can become reachable between mark and sweep. Sweep deletes the dead leases and the labels
- * of the doomed blobs in one write transaction, then removes snapshots children first (each
+ * nothing can become reachable between mark and sweep. Sweep deletes the dead leases, the labels
+ * of the doomed blobs and the labels of unmarked blobs that are not in blobs/ at all (a lazy
+ * record's cairn.lazy.* labels outlive it when it is pruned before its blob was fetched) in one
+ * write transaction, then removes snapshots children first (each
  * snap_remove is its own crash-safe transaction), then blobs, old ingests and tmp/. A crash
  * anywhere leaves garbage for the next gc, never a dangling reference: nothing removed was
  * reachable.
@@ -123,6 +125,8 @@ struct gc {
 	struct strset roots; /* record ids held by leases, tags, mounts */
 	char **dead_leases;
 	size_t n_dead;
+	char **unmarked_labelled; /* digests with labels that nothing marks, present or not */
+	size_t n_unmarked_labelled;
 	cairn_error **reterr;
 };
 
@@ -454,6 +458,18 @@ static int mark_labels(struct gc *g)
 	return r;
 }
 
+static int push(char ***array, size_t *n, const char *s);
+
+/* (digest, label count) of a labelled blob: kept aside when nothing marked it. */
+static int note_labelled(const char *dgst, const char *count, void *userdata)
+{
+	(void)count;
+	struct gc *g = userdata;
+	if (set_has(&g->blobs, dgst))
+		return 0;
+	return push(&g->unmarked_labelled, &g->n_unmarked_labelled, dgst) < 0 ? oom(g) : 0;
+}
+
 static int mark(struct gc *g)
 {
 	_cleanup_(meta_tx_end) meta_tx tx = {0};
@@ -461,7 +477,8 @@ static int mark(struct gc *g)
 	int r = meta_tx_begin(g->store->db, &tx, false, g->reterr);
 	if (r < 0 || (r = load_snaps(g)) < 0 ||
 	    (r = meta_lease_list(&tx, visit_lease, g, g->reterr)) < 0 ||
-	    (r = mark_records(g)) < 0 || (r = mark_labels(g)) < 0)
+	    (r = mark_records(g)) < 0 || (r = mark_labels(g)) < 0 ||
+	    (r = meta_content_label_digests(&tx, note_labelled, g, g->reterr)) < 0)
 		return r;
 	g->tx = NULL;
 	return 0;
@@ -500,6 +517,8 @@ struct victims {
 	size_t n_blobs;
 	char **ingests;
 	size_t n_ingests;
+	char **labels; /* digests of absent blobs whose labels go */
+	size_t n_labels;
 };
 
 static int push(char ***array, size_t *n, const char *s)
@@ -592,11 +611,39 @@ static int measure_tmp(struct gc *g, cairn_gc_report *rep)
 	return 0;
 }
 
+/*
+ * Labels that outlived their blob: an unmarked labelled digest with no file in blobs/ (one that
+ * has a file is a doomed blob, whose labels go with it). A label row of a digest that is not
+ * even valid can never belong to a blob, so it goes too.
+ */
+static int pick_labels(struct gc *g, struct victims *v, cairn_gc_report *rep)
+{
+	for (size_t i = 0; i < g->n_unmarked_labelled; i++) {
+		const char *dgst = g->unmarked_labelled[i];
+		cairn_error *e = NULL;
+		int r = content_exists(g->store->content, dgst, &e);
+		if (r < 0 && r != CAIRN_EDIGEST) {
+			if (g->reterr && !*g->reterr)
+				*g->reterr = TAKE_PTR(e);
+			cairn_error_free(e);
+			return err_prefix(g->reterr, "labels of blob '%s'", dgst);
+		}
+		cairn_error_free(e);
+		if (r > 0)
+			continue;
+		if (push(&v->labels, &v->n_labels, dgst) < 0)
+			return oom(g);
+		rep->labels++;
+	}
+	return 0;
+}
+
 static int pick(struct gc *g, struct victims *v, cairn_gc_report *rep)
 {
 	struct pick p = {g, v, rep};
 	int r = pick_snapshots(g, v, rep);
 	if (r < 0 || (r = content_walk(g->store->content, pick_blob, &p, g->reterr)) < 0 ||
+	    (r = pick_labels(g, v, rep)) < 0 ||
 	    (r = content_list_ingests(g->store->content, pick_ingest, &p, g->reterr)) < 0 ||
 	    (r = measure_tmp(g, rep)) < 0)
 		return r;
@@ -618,6 +665,9 @@ static int sweep_meta(struct gc *g, const struct victims *v)
 	for (size_t i = 0; i < v->n_blobs; i++)
 		if ((r = meta_content_labels_clear(&tx, v->blobs[i], g->reterr)) < 0)
 			return r;
+	for (size_t i = 0; i < v->n_labels; i++)
+		if ((r = meta_content_labels_clear(&tx, v->labels[i], g->reterr)) < 0)
+			return err_prefix(g->reterr, "labels of blob '%s'", v->labels[i]);
 	return meta_tx_commit(&tx, g->reterr);
 }
 
@@ -709,7 +759,9 @@ static void gc_free(struct gc *g, struct victims *v)
 	set_free(&g->blobs);
 	set_free(&g->roots);
 	free_strv(g->dead_leases, g->n_dead);
+	free_strv(g->unmarked_labelled, g->n_unmarked_labelled);
 	free(v->snaps);
+	free_strv(v->labels, v->n_labels);
 	free_strv(v->blobs, v->n_blobs);
 	free_strv(v->ingests, v->n_ingests);
 }

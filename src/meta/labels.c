@@ -76,6 +76,15 @@ int meta_content_labels_clear(meta_tx *tx, const char *digest, cairn_error **ret
 	                reterr, 1, digest);
 }
 
+int meta_content_label_digests(meta_tx *tx, meta_kv_fn fn, void *userdata, cairn_error **reterr)
+{
+	/* The (digest, key) primary key hands the groups out in order without a sort. */
+	return each_kv(tx,
+	               "SELECT digest, CAST(COUNT(*) AS TEXT) FROM content_labels GROUP BY digest "
+	               "ORDER BY digest",
+	               NULL, fn, userdata, "list labelled blobs", reterr);
+}
+
 int meta_content_labelled(meta_tx *tx, const char *key, meta_kv_fn fn, void *userdata,
                           cairn_error **reterr)
 {

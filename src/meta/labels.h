@@ -25,6 +25,10 @@ int meta_content_labels(meta_tx *tx, const char *digest, meta_kv_fn fn, void *us
 /* meta_content_labels_clear() - drop every label of @digest (when the blob is deleted). */
 int meta_content_labels_clear(meta_tx *tx, const char *digest, cairn_error **reterr);
 
+/* meta_content_label_digests() - (digest, number of labels as decimal text) of every blob that
+ * has labels, in digest order: what gc checks for labels that outlived their blob. */
+int meta_content_label_digests(meta_tx *tx, meta_kv_fn fn, void *userdata, cairn_error **reterr);
+
 /* meta_content_labelled() - (digest, value) of every blob that has label @key, in digest order. */
 int meta_content_labelled(meta_tx *tx, const char *key, meta_kv_fn fn, void *userdata,
                           cairn_error **reterr);

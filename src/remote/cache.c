@@ -119,6 +119,13 @@ struct export
 	size_t n_layers, cap_layers;
 	cairn_ref **refs; /* held until the push is done */
 	size_t n_refs, cap_refs;
+	/* Every record's info from one scan of the store (cairn_cache_list()), loaded at the
+	 * first describe(): cairn_ref_info() scans (and copies) the whole store per call, which
+	 * made a chain's export O(n^2) in records and their descriptions. */
+	cairn_record_info *infos;
+	size_t n_infos;
+	bool infos_loaded;
+	struct strset info_ids; /* record id -> index in infos */
 };
 
 static void export_clear(struct export *x)
@@ -136,6 +143,30 @@ static void export_clear(struct export *x)
 	for (size_t i = 0; i < x->n_refs; i++)
 		cairn_ref_free(x->refs[i]);
 	free(x->refs);
+	cairn_record_infos_free(x->infos, x->n_infos);
+	strset_clear(&x->info_ids);
+}
+
+/* The info of record @id from the one scan, or NULL (not listed then, or without a blob then:
+ * the caller asks cairn_ref_info() for that one). Borrowed until export_clear(). */
+static const cairn_record_info *listed_info(struct export *x, const char *id, cairn_error **reterr,
+                                            int *ret_r)
+{
+	*ret_r = 0;
+	if (!x->infos_loaded) {
+		x->infos_loaded = true;
+		if ((*ret_r = cairn_cache_list(x->c, &x->infos, &x->n_infos, reterr)) < 0)
+			return NULL;
+		for (size_t i = 0; i < x->n_infos; i++)
+			if (strset_put(&x->info_ids, x->infos[i].id, i) < 0) {
+				*ret_r = err_set(reterr, -ENOMEM, "cache export: out of memory");
+				return NULL;
+			}
+	}
+	size_t i;
+	if (!strset_get(&x->info_ids, id, &i) || !x->infos[i].blob)
+		return NULL;
+	return &x->infos[i];
 }
 
 static int keep_ref(struct export *x, cairn_ref *ref, cairn_error **reterr)
@@ -232,13 +263,16 @@ static int describe(struct export *x, cairn_ref *ref, cairn_error **reterr)
 	const char *id = cairn_ref_id(ref);
 	_cleanup_(blob_freep) cairn_blob *b = NULL;
 	_cleanup_free_ char *source = NULL;
-	cairn_record_info *info = NULL;
-	int r = cairn_ref_info(ref, &info, reterr);
+	cairn_record_info *own = NULL;
+	int r;
+	const cairn_record_info *info = listed_info(x, id, reterr, &r);
+	if (r >= 0 && !info && (r = cairn_ref_info(ref, &own, reterr)) >= 0)
+		info = own;
 	if (r >= 0 && (r = stored_blob(x, info, &b, reterr)) == 0)
 		r = image_layer_blob(ref, x->opts ? x->opts->compression : NULL, x->sde, true, &b,
 		                     &source, reterr);
 	if (r < 0) {
-		cairn_record_infos_free(info, 1);
+		cairn_record_infos_free(own, 1);
 		return err_prefix(reterr, "cache export: record '%s'", id);
 	}
 	struct cachecfg_record rec = {.size = b->size,
@@ -263,7 +297,7 @@ static int describe(struct export *x, cairn_ref *ref, cairn_error **reterr)
 		r = cachecfg_add(&x->cfg, &rec, reterr);
 	if (r >= 0 && strset_put(&x->ids, id, x->cfg.n - 1) < 0)
 		r = err_set(reterr, -ENOMEM, "cache export: out of memory");
-	cairn_record_infos_free(info, 1);
+	cairn_record_infos_free(own, 1);
 	return r;
 }
 
@@ -357,6 +391,24 @@ static int export_push(struct export *x, struct push_session *s, cairn_push_info
 	info->n_blobs = x->n_layers;
 	*ret = info;
 	return 0;
+}
+
+int cachecfg_export(cairn_cache *c, const char *const *refs, size_t n_refs, const char *remote,
+                    const cairn_remote_options *opts, char **ret, size_t *ret_len,
+                    cairn_error **reterr)
+{
+	struct export x = {.c = c,
+	                   .opts = opts,
+	                   .sde = opts && opts->source_date_epoch > 0 ? opts->source_date_epoch
+	                                                              : -1};
+	cachecfg_init(&x.cfg, remote);
+	int r = 0;
+	for (size_t i = 0; r >= 0 && i < n_refs; i++)
+		r = add_chain(&x, refs[i], reterr);
+	if (r >= 0)
+		r = cachecfg_dump(&x.cfg, ret, ret_len, reterr);
+	export_clear(&x);
+	return r;
 }
 
 int cairn_cache_export(cairn_cache *c, const char *const *refs, size_t n_refs, const char *remote,

@@ -89,3 +89,16 @@ int cachecfg_add(struct cachecfg *cfg, const struct cachecfg_record *r, cairn_er
 /* cachecfg_dump() - the blob of @cfg into *@ret (caller frees; NUL-terminated after *@ret_len
  * bytes). Errors: -ENOMEM. */
 int cachecfg_dump(const struct cachecfg *cfg, char **ret, size_t *ret_len, cairn_error **reterr);
+
+/*
+ * cachecfg_export() - the cache config cairn_cache_export() would push for the chains of @refs
+ * (ids, prefixes or tags), built without a registry: each chain root first, every record once,
+ * parents before children; layer blobs a record lacks are made as the export makes them. *@ret
+ * (caller frees, NUL-terminated after *@ret_len bytes). @remote only names the config in
+ * messages. Errors: cairn_cache_export()'s, less the registry's. Locking: as cairn_cache_export().
+ */
+struct cairn_cache;
+struct cairn_remote_options;
+int cachecfg_export(struct cairn_cache *c, const char *const *refs, size_t n_refs,
+                    const char *remote, const struct cairn_remote_options *opts, char **ret,
+                    size_t *ret_len, cairn_error **reterr);

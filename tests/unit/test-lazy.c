@@ -21,6 +21,8 @@
 #include "harness.h"
 #include "layer/compress.h"
 #include "layer/diff.h"
+#include "meta/labels.h"
+#include "remote/cachecfg.h"
 #include "remote/lazy.h"
 #include "snapshot/snapshotter.h"
 
@@ -599,6 +601,119 @@ LAZY_TEST(lazy_prune_unfetched)
 	ASSERT_EQ(cairn_cache_prune(e->c, &o, ERR), 2);
 	ASSERT_EQ(fsck(e), 0);
 	gc(e);
+}
+
+/* The number of labels blob @b has (public API reads them whether or not the blob is there). */
+static int label_count_fn(const char *key, const char *value, void *userdata)
+{
+	(void)key;
+	(void)value;
+	(*(int *)userdata)++;
+	return 0;
+}
+
+static int labels_of(struct env *e, const struct blob *b)
+{
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	int n = 0;
+	ASSERT_OK(meta_tx_begin(e->store->db, &tx, false, ERR));
+	ASSERT_OK(meta_content_labels(&tx, b->digest.str, label_count_fn, &n, ERR));
+	return n;
+}
+
+/* gc with @flags on an exclusive store; its report into *@rep. */
+static void gc_report(struct env *e, unsigned flags, cairn_gc_report *rep)
+{
+	env_close(e);
+	cairn_store_options x = {.version = CAIRN_STORE_OPTIONS_VERSION,
+	                         .flags = CAIRN_STORE_EXCLUSIVE,
+	                         .snapshotter = e->driver};
+	cairn_store *gs = NULL;
+	ASSERT_OK(cairn_store_open(e->root, &x, &gs, ERR));
+	ASSERT_OK(cairn_gc(gs, flags, rep, ERR));
+	cairn_store_close(gs);
+	env_open(e);
+}
+
+/* A lazy record pruned before its blob was fetched leaves its cairn.lazy.* labels; gc sweeps
+ * them (a dry run only counts them), while a live lazy record's labels survive. */
+LAZY_TEST(lazy_gc_sweeps_orphan_labels)
+{
+	struct blob b[2], keep[1];
+	cairn_ref *refs[2], *krefs[1];
+	chain(e, 2, 0, b, refs);
+	make_blob(e, "kept", "kept\n", false, &keep[0]);
+	krefs[0] = lazy(e, &keep[0], NULL);
+	char kid[CACHE_ID_MAX + 1];
+	snprintf(kid, sizeof(kid), "%s", cairn_ref_id(krefs[0]));
+	ASSERT_OK(cairn_cache_tag(e->c, kid, "keep", ERR));
+	free_refs(refs, 2);
+	free_refs(krefs, 1);
+	ASSERT_EQ(labels_of(e, &b[0]), 2);
+	ASSERT_EQ(labels_of(e, &keep[0]), 2);
+	cairn_prune_options o = {.version = CAIRN_PRUNE_OPTIONS_VERSION};
+	ASSERT_EQ(cairn_cache_prune(e->c, &o, ERR), 2);
+	ASSERT_EQ(labels_of(e, &b[0]), 2); /* what the prune leaves */
+	cairn_gc_report rep = {0};
+	gc_report(e, CAIRN_GC_DRY_RUN, &rep);
+	ASSERT_EQ(rep.labels, 2);
+	ASSERT_EQ(labels_of(e, &b[1]), 2);
+	gc_report(e, 0, &rep);
+	ASSERT_EQ(rep.labels, 2);
+	ASSERT_EQ(labels_of(e, &b[0]), 0);
+	ASSERT_EQ(labels_of(e, &b[1]), 0);
+	ASSERT_EQ(labels_of(e, &keep[0]), 2);
+	gc_report(e, 0, &rep);
+	ASSERT_EQ(rep.labels, 0);
+	ASSERT_EQ(fsck(e), 0);
+	/* The live one still fetches from its source. */
+	cairn_ref *top = NULL;
+	ASSERT_OK(cairn_cache_get(e->c, kid, 0, &top, ERR));
+	/* static: the cache frees it (fake_free) when closed, after the body returned */
+	static struct fake f;
+	f = (struct fake){0};
+	attach(e, &f);
+	ASSERT_OK(cairn_ref_extract(top, NULL, NULL, ERR));
+	ASSERT_EQ(atomic_load(&f.calls), 1);
+	cairn_ref_free(top);
+}
+
+/* The cache config of a long chain lists every record once, root first, each on the one
+ * before it, with its own blob; built in one pass (a scan per record made this quadratic). */
+LAZY_TEST(lazy_export_config_long_chain)
+{
+	enum { N = 300 };
+	static struct blob b[N];
+	cairn_ref *parent = NULL, *top = NULL;
+	for (int i = 0; i < N; i++) {
+		char seed[32];
+		snprintf(seed, sizeof(seed), "blob %d", i);
+		digest_buffer(seed, strlen(seed), &b[i].digest);
+		snprintf(seed, sizeof(seed), "diff %d", i);
+		digest_buffer(seed, strlen(seed), &b[i].diff_id);
+		b[i].size = 100 + i;
+		top = lazy(e, &b[i], parent);
+		cairn_ref_free(parent);
+		parent = top;
+	}
+	char id[CACHE_ID_MAX + 1];
+	snprintf(id, sizeof(id), "%s", cairn_ref_id(top));
+	cairn_ref_free(top);
+	const char *refs[] = {id};
+	char *buf = NULL;
+	size_t len = 0;
+	ASSERT_OK(cachecfg_export(e->c, refs, 1, "reg.example/lib/cache", NULL, &buf, &len, ERR));
+	struct cachecfg cfg;
+	ASSERT_OK(cachecfg_parse(&cfg, "long", buf, len, ERR));
+	free(buf);
+	ASSERT_EQ(cfg.n, N);
+	for (int i = 0; i < N; i++) {
+		ASSERT_EQ(cfg.recs[i].parent, i - 1);
+		ASSERT_STREQ(cfg.recs[i].blob.str, b[i].digest.str);
+		ASSERT_STREQ(cfg.recs[i].diff_id.str, b[i].diff_id.str);
+		ASSERT_EQ(cfg.recs[i].size, b[i].size);
+	}
+	cachecfg_clear(&cfg);
 }
 
 /* The source is in the database: a reopened store fetches from it. */

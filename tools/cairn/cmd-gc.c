@@ -22,14 +22,14 @@ static int flag_opt(struct cli *cli, int opt, const char *arg, void *userdata)
 
 static json_t *report_json(const cairn_gc_report *r, bool dry_run)
 {
-	return json_pack("{sb sI sI sI sI sI sI sI sI sI sI sI}", "dry_run", dry_run, "snapshots",
-	                 (json_int_t)r->snapshots, "snapshot_bytes", (json_int_t)r->snapshot_bytes,
-	                 "blobs", (json_int_t)r->blobs, "blob_bytes", (json_int_t)r->blob_bytes,
-	                 "ingests", (json_int_t)r->ingests, "ingest_bytes",
-	                 (json_int_t)r->ingest_bytes, "leases", (json_int_t)r->leases,
-	                 "tmp_entries", (json_int_t)r->tmp_entries, "tmp_bytes",
-	                 (json_int_t)r->tmp_bytes, "bytes", (json_int_t)r->bytes, "skipped",
-	                 (json_int_t)r->skipped);
+	return json_pack("{sb sI sI sI sI sI sI sI sI sI sI sI sI}", "dry_run", dry_run,
+	                 "snapshots", (json_int_t)r->snapshots, "snapshot_bytes",
+	                 (json_int_t)r->snapshot_bytes, "blobs", (json_int_t)r->blobs, "blob_bytes",
+	                 (json_int_t)r->blob_bytes, "ingests", (json_int_t)r->ingests,
+	                 "ingest_bytes", (json_int_t)r->ingest_bytes, "leases",
+	                 (json_int_t)r->leases, "tmp_entries", (json_int_t)r->tmp_entries,
+	                 "tmp_bytes", (json_int_t)r->tmp_bytes, "labels", (json_int_t)r->labels,
+	                 "bytes", (json_int_t)r->bytes, "skipped", (json_int_t)r->skipped);
 }
 
 static void print_report(const cairn_gc_report *r, bool dry_run)
@@ -42,6 +42,9 @@ static void print_report(const cairn_gc_report *r, bool dry_run)
 	       cli_format_size(r->blob_bytes, b, sizeof(b)), r->ingests,
 	       cli_format_size(r->ingest_bytes, c, sizeof(c)), r->leases, r->tmp_entries,
 	       cli_format_size(r->tmp_bytes, d, sizeof(d)));
+	if (r->labels)
+		printf("%s the labels of %zu blobs not in the store (pruned lazy records)\n", verb,
+		       r->labels);
 	printf("%s %s in total\n", dry_run ? "would free" : "freed",
 	       cli_format_size(r->bytes, t, sizeof(t)));
 	if (r->skipped)
