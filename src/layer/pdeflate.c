@@ -90,8 +90,8 @@ static void compress_slot(z_stream *z, struct slot *s)
 	z->avail_out = (uInt)s->out_cap;
 	int k = deflate(z, s->last ? Z_FINISH : Z_SYNC_FLUSH);
 	/* deflateBound() leaves room for everything, the sync marker included. */
-	bool complete = s->last ? k == Z_STREAM_END
-	                        : k == Z_OK && z->avail_in == 0 && z->avail_out > 0;
+	bool complete =
+		s->last ? k == Z_STREAM_END : k == Z_OK && z->avail_in == 0 && z->avail_out > 0;
 	if (!complete) {
 		s->err = -EIO;
 		return;
@@ -106,8 +106,8 @@ static void *worker(void *userdata)
 	bool ok = z_init(&z, p->level) == 0;
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		while (!p->stop && (p->taken >= p->filling ||
-		                    slot_of(p, p->taken)->state != SLOT_QUEUED))
+		while (!p->stop &&
+		       (p->taken >= p->filling || slot_of(p, p->taken)->state != SLOT_QUEUED))
 			pthread_cond_wait(&p->work, &p->mu);
 		if (p->stop)
 			break;
@@ -271,8 +271,7 @@ pdeflate *pdeflate_free(pdeflate *p)
 	return NULL;
 }
 
-int pdeflate_new(int level, unsigned threads, pdeflate_emit_fn emit, void *userdata,
-                 pdeflate **ret)
+int pdeflate_new(int level, unsigned threads, pdeflate_emit_fn emit, void *userdata, pdeflate **ret)
 {
 	if (level < 0 || level > 9)
 		return -EINVAL;

@@ -30,8 +30,7 @@
 typedef struct pdeflate pdeflate;
 
 /* Receives compressed bytes in stream order; a negative return stops the stream with it. */
-typedef int (*pdeflate_emit_fn)(void *userdata, const void *buf, size_t len,
-                                cairn_error **reterr);
+typedef int (*pdeflate_emit_fn)(void *userdata, const void *buf, size_t len, cairn_error **reterr);
 
 /*
  * pdeflate_new() - a block deflater at zlib @level (0-9) on @threads workers (0: none).
