@@ -22,7 +22,7 @@ TARGETS = [
     ("smallfiles", "gzip", "cairn extract", "tar", 0.7),
     ("bigfile", "gzip", "cairn extract", "tar", 0.5),
     ("bigfile", "zstd", "cairn extract", "tar", 0.8),
-    ("debian", "export", "cairn diff gzip", "tar -c | pigz -6", 1.0),
+    ("debian", "export", "cairn diff gzip:6", "tar -c | pigz -6", 1.0),
 ]
 
 COMMANDS = """Commands, exactly as timed (`$L` = the layer blobs of IMAGE:TAG, bottom first; D = diff id,
@@ -36,14 +36,14 @@ MT = media type from the manifest; every tool writes into its own fresh director
 | umoci | `umoci unpack --image LAYOUT:TAG BUNDLE` |
 | ctr | `ctr -a SOCK -n bench images import --base-name bench/IMAGE --snapshotter overlayfs IMAGE-TAG.oci.tar` (private containerd: own root, state, socket; stopped by PID) |
 | podman | `podman --root P --runroot RR --storage-driver overlay --events-backend none --cgroup-manager cgroupfs pull -q oci:LAYOUT:TAG` |
-| cairn diff gzip | `cairn --root R diff REC --compression gzip --source-date-epoch 1704067200 -o out.tar.gz` (REC: one record holding the debian tree; the record already has a blob, so every run is a fresh diff + compression). Note: cairn's gzip is ISA-L level 1 (the layer writer's default; `cairn diff` has no level option yet), not level 6 |
+| cairn diff gzip:6 | `cairn --root R diff REC --compression gzip:6 --source-date-epoch 1704067200 -o out.tar.gz` (REC: one record holding the debian tree; the record already has a zstd blob, so every run is a fresh diff + compression): zlib level 6, deflated in 512 KiB blocks on up to 8 threads (src/layer/pdeflate.c) |
 | tar -c \\| pigz -6 | `tar -C TREE --numeric-owner -cf - . \\| pigz -6 > out.tar.gz` (TREE: the same debian tree) |
 """
 
 
 def load(path):
     rows = [l.split("\t") for l in open(path).read().splitlines()[1:] if l]
-    runs, checks, fsdesc, digests = {}, {}, {}, {}
+    runs, checks, fsdesc, digests, sizes = {}, {}, {}, {}, {}
     for r in rows:
         if len(r) >= 3 and r[1] == "fs":
             fsdesc[r[0]] = r[2]
@@ -54,6 +54,8 @@ def load(path):
             checks[key] = r[5]
         elif run == "digest":
             digests.setdefault(key, []).append(r[5])
+        elif run == "size":
+            sizes.setdefault(key, set()).add(int(r[5]))
         elif r[5] == "FAILED":
             runs.setdefault(key, []).append(None)
         else:
@@ -63,7 +65,7 @@ def load(path):
             dc = float(r[9]) if own and len(r) > 9 and r[9] else 0.0
             dr = int(r[10]) if own and len(r) > 10 and r[10] else 0
             runs.setdefault(key, []).append((w, u + s + dc, m, dc, dr))
-    return runs, checks, fsdesc, digests
+    return runs, checks, fsdesc, digests, sizes
 
 
 def stats(v):
@@ -83,7 +85,7 @@ def main(argv):
     nomd = "--no-md" in argv
     argv = [a for a in argv if a != "--no-md"]
     tsv, env, md = argv[0], argv[1], argv[2]
-    runs, checks, fsdesc, digests = load(tsv)
+    runs, checks, fsdesc, digests, sizes = load(tsv)
     out = []
     out.append("Environment of this run:\n")
     out.append("```\n" + open(env).read().rstrip() + "\n```\n")
@@ -103,6 +105,9 @@ def main(argv):
                 d = digests[key]
                 chk = ("same bytes every run (%s…)" % d[0][:12]) if len(set(d)) == 1 else \
                     "DIFFERENT bytes across runs"
+            if key in sizes:
+                out_size = "output " + "/".join(f"{n:,}" for n in sorted(sizes[key])) + " bytes"
+                chk = out_size if chk == "-" else f"{chk}; {out_size}"
             if not st:
                 out.append(f"| {img} | {tag} | {case.replace('|', '/')} | 0 | FAILED | | | | | {chk} |")
                 continue

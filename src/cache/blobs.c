@@ -3,12 +3,16 @@
  * Layer blobs in the cache (spec/buildkit-cache.md §4, §5.4, §6.6, §6.7): lazy records made from
  * blobs, extraction, and blobs computed for committed records.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/cleanup.h"
@@ -732,6 +736,81 @@ static int open_parents(cairn_cache *c, const struct meta_record *row, int **ret
 	return 0;
 }
 
+/*
+ * Early writeback of an extract: while the layer is applied, a thread runs syncfs() on the
+ * snapshot's filesystem every FLUSH_PERIOD_MS, so the disk writes what is already there and the
+ * syncfs() before the commit finds little left. Its syncfs() goes through its own open file,
+ * so a writeback error it meets is still reported to the extract's final syncfs() (errors are
+ * sampled per open file). Only a hint: without the thread, the final syncfs() does it all.
+ */
+#define FLUSH_PERIOD_MS 500
+
+struct flusher {
+	int fd;
+	bool running, stop;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+};
+
+static void *flush_loop(void *userdata)
+{
+	struct flusher *f = userdata;
+	pthread_mutex_lock(&f->mu);
+	while (!f->stop) {
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += FLUSH_PERIOD_MS * 1000000L;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		while (!f->stop && pthread_cond_timedwait(&f->cond, &f->mu, &until) != ETIMEDOUT)
+			;
+		if (f->stop)
+			break;
+		pthread_mutex_unlock(&f->mu);
+		(void)syncfs(f->fd);
+		pthread_mutex_lock(&f->mu);
+	}
+	pthread_mutex_unlock(&f->mu);
+	return NULL;
+}
+
+/* Starts early writeback of the filesystem of @dirfd; a failure to start is ignored. */
+static void flusher_start(struct flusher *f, int dirfd)
+{
+	*f = (struct flusher){.fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+	if (f->fd < 0)
+		return;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_mutex_init(&f->mu, NULL);
+	pthread_cond_init(&f->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	f->running = pthread_create(&f->thread, NULL, flush_loop, f) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void flusher_stop(struct flusher *f)
+{
+	if (f->fd < 0)
+		return;
+	if (f->running) {
+		pthread_mutex_lock(&f->mu);
+		f->stop = true;
+		pthread_cond_signal(&f->cond);
+		pthread_mutex_unlock(&f->mu);
+		pthread_join(f->thread, NULL);
+	}
+	pthread_cond_destroy(&f->cond);
+	pthread_mutex_destroy(&f->mu);
+	close(f->fd);
+	f->fd = -1;
+}
+
 /* Applies @row's blob into a new active snapshot on @lower and commits it as its snapshot. */
 static int extract_one(struct extract_args *a, const struct meta_record *row, const char *lower,
                        cairn_error **reterr)
@@ -770,7 +849,10 @@ static int extract_one(struct extract_args *a, const struct meta_record *row, co
 	if ((r = content_open(c->store->content, row->blob, &blobfd, NULL, reterr)) < 0)
 		goto fail;
 	fault_point("extract.opened");
+	struct flusher fl;
+	flusher_start(&fl, rootfd);
 	r = layer_apply(rootfd, blobfd, &o, NULL, reterr);
+	flusher_stop(&fl);
 	close_fds(pfds, np);
 	if (r < 0)
 		goto fail;
