@@ -541,17 +541,11 @@ static size_t fsck(struct env *e)
 	return problems;
 }
 
+static void gc_report(struct env *e, unsigned flags, cairn_gc_report *rep);
+
 static void gc(struct env *e)
 {
-	env_close(e);
-	cairn_store_options x = {.version = CAIRN_STORE_OPTIONS_VERSION,
-	                         .flags = CAIRN_STORE_EXCLUSIVE,
-	                         .snapshotter = e->driver};
-	cairn_store *gs = NULL;
-	ASSERT_OK(cairn_store_open(e->root, &x, &gs, ERR));
-	ASSERT_OK(cairn_gc(gs, 0, NULL, ERR));
-	cairn_store_close(gs);
-	env_open(e);
+	gc_report(e, 0, NULL);
 }
 
 /* fsck finds nothing wrong with lazy records; gc neither chokes on them nor deletes a fetched
