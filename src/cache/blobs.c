@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 #include "base/fault.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/thread.h"
 #include "internal.h"
 #include "layer/apply.h"
 #include "layer/compress.h"
@@ -787,11 +787,7 @@ static void flusher_start(struct flusher *f, int dirfd)
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_cond_init(&f->cond, &ca);
 	pthread_condattr_destroy(&ca);
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	f->running = pthread_create(&f->thread, NULL, flush_loop, f) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	f->running = thread_spawn(&f->thread, flush_loop, f) == 0;
 }
 
 static void flusher_stop(struct flusher *f)

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 
 #include "config.h"
 #include "base/fs.h"
+#include "base/thread.h"
 #include "compress.h"
 #include "pdeflate.h"
 #if HAVE_ISAL
@@ -603,12 +603,7 @@ static int start_thread(layer_reader *r, cairn_error **reterr)
 	 * on the side that has time for it. Fixed before the thread starts, so both sides
 	 * read it without the lock. */
 	r->hash_in_producer = r->comp != LAYER_COMPRESSION_GZIP;
-	/* Signals stay with the caller's threads. */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int k = pthread_create(&r->thread, NULL, produce, r);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	int k = thread_spawn(&r->thread, produce, r);
 	if (k != 0) {
 		pthread_cond_destroy(&r->cond);
 		pthread_mutex_destroy(&r->mu);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "base/thread.h"
 #include "pdeflate.h"
 
 /* Deflate looks back at most 32 KiB: that much of the previous block primes the next one. */
@@ -309,7 +310,7 @@ int pdeflate_new(int level, unsigned threads, pdeflate_emit_fn emit, void *userd
 	if (!p->tids)
 		return -ENOMEM;
 	for (unsigned i = 0; i < threads; i++) {
-		int k = pthread_create(&p->tids[i], NULL, worker, p);
+		int k = thread_spawn(&p->tids[i], worker, p);
 		if (k != 0)
 			return -k;
 		p->n_tids++;
