@@ -125,10 +125,14 @@ CAIRN_PUBLIC cairn_record_info *cairn_record_infos_free(cairn_record_info *infos
  * manager is closed and every ref freed). Opening repairs what a crash left (see above): it
  * finishes tombstoned removals, completes interrupted finalizes, drops records whose snapshots
  * are gone (with their descendants), and removes the temporary view leases (and views) of
- * processes that are gone. Open one manager per store handle: two managers of one store see
- * each other as two processes do.
- * Errors: those of the database and the snapshotter. Ownership: *@ret is the caller's; close it
- * with cairn_cache_close().
+ * processes that are gone. Snapshots an overlay extract committed unsynced in an earlier boot
+ * (see cairn_ref_extract()) are emptied and extracted again from their blobs, parents first,
+ * then synced; one opener does it while the others wait (an OFD lock on byte 0 of ROOT/LOCK). A
+ * snapshot whose blob is gone is removed and its records become lazy. Marks of this boot at
+ * least 30 s old are settled with one syncfs(). Open one manager per store handle: two managers of
+ * one store see each other as two processes do. Errors: those of the database and the snapshotter;
+ * a failed syncfs() of ROOT/snapshots. Ownership: *@ret is the caller's; close it with
+ * cairn_cache_close().
  */
 CAIRN_PUBLIC int cairn_cache_open(cairn_store *store, cairn_cache **ret, cairn_error **reterr);
 
@@ -527,6 +531,10 @@ CAIRN_PUBLIC void cairn_cache_set_fetcher(cairn_cache *c, cairn_fetch_fn fn, voi
  * as blobs, parent first: each blob is applied into a new active snapshot (overlay: its own
  * upper directory, the ancestors' layers standing in for hardlink targets; native: a copy of the
  * parent), its diff id verified, and the snapshot committed under the record's snapshot name.
+ * Durability: native syncs the tree before the commit. Overlay commits first, after marking the
+ * snapshot with the boot id; a process that dies loses nothing (the page cache holds the files),
+ * and the first cairn_cache_open() after a reboot extracts the marked snapshots again from their
+ * blobs (see there).
  * A no-op for extracted records. One extraction per record at a time (single flight: a second
  * caller waits for the first's and gets its result; @fn is the first caller's). Lazy blobs of
  * the records to extract are fetched first, all of them, several at once (one fetch per digest

@@ -26,9 +26,11 @@
 	X("extract.prepared", "active snapshot for the layer prepared, nothing applied")           \
 	X("extract.opened", "blob opened, apply not started")                                      \
 	X("extract.applying", "about half of the layer blob applied")                              \
-	X("extract.applied", "layer applied and synced, snapshot not committed")                   \
+	X("extract.applied", "layer applied, synced or marked unsynced, snapshot not committed")   \
 	X("extract.committed", "layer snapshot committed, record not marked extracted")            \
 	X("extract.recorded", "record marked extracted, later layers not yet done")                \
+	X("recover.extracted-again",                                                               \
+	  "after a reboot: one unsynced layer extracted again, unsynced")                          \
 	X("commit.recorded", "lazy immutable record committed, not finalized")                     \
 	X("commit.finalize-snapshot", "finalize: snapshot committed, rows not yet changed")        \
 	X("commit.finalized", "finalize: rows changed, the id not yet printed")                    \

@@ -807,6 +807,57 @@ static void flusher_stop(struct flusher *f)
 	f->fd = -1;
 }
 
+/*
+ * Applies @row's blob into @rootfd (the own layer directory of the snapshot being made for it),
+ * on its parents' layers (overlay). With @sync the tree is durable when this returns (large
+ * files are written back early, a thread syncs while the layer is applied, and a failed
+ * writeback fails the call); without, it may still sit in the page cache.
+ */
+static int apply_blob(cairn_cache *c, const struct meta_record *row, int rootfd, bool sync,
+                      layer_progress_fn progress, void *userdata, cairn_error **reterr)
+{
+	_cleanup_close_ int blobfd = -1;
+	int *pfds = NULL;
+	size_t np = 0;
+	bool overlay = strcmp(c->driver, "overlay") == 0;
+	struct layer_apply_opts o = {
+		.whiteout = overlay ? LAYER_WHITEOUT_OVERLAY : LAYER_WHITEOUT_DELETE,
+		.writeback = sync,
+		.what = row->blob,
+		.expected_diffid = row->diff_id,
+		.progress = progress,
+		.userdata = userdata,
+	};
+	int r = 0;
+	if (overlay && (r = open_parents(c, row, &pfds, &np, reterr)) < 0)
+		return r;
+	o.parent_fds = pfds;
+	o.n_parents = np;
+	if ((r = content_open(c->store->content, row->blob, &blobfd, NULL, reterr)) < 0)
+		goto out;
+	fault_point("extract.opened");
+	struct flusher fl = {.fd = -1};
+	if (sync)
+		flusher_start(&fl, rootfd);
+	r = layer_apply(rootfd, blobfd, &o, NULL, reterr);
+	flusher_stop(&fl);
+	if (r >= 0 && sync && syncfs(rootfd) < 0)
+		r = err_errno(reterr, -errno, "sync the extracted tree of record '%s'", row->id);
+out:
+	close_fds(pfds, np);
+	return r;
+}
+
+/*
+ * Whether an extract may commit before its files are synced: on overlay (a layer directory
+ * holds only its own layer, so it can be extracted again in place) and when the boot id is
+ * known (src/cache/unsynced.c).
+ */
+static bool defer_sync(cairn_cache *c)
+{
+	return c->boot[0] && strcmp(c->driver, "overlay") == 0;
+}
+
 /* Applies @row's blob into a new active snapshot on @lower and commits it as its snapshot. */
 static int extract_one(struct extract_args *a, const struct meta_record *row, const char *lower,
                        cairn_error **reterr)
@@ -823,41 +874,18 @@ static int extract_one(struct extract_args *a, const struct meta_record *row, co
 	if (r < 0)
 		return r;
 	fault_point("extract.prepared");
-	_cleanup_close_ int rootfd = -1, blobfd = -1;
+	_cleanup_close_ int rootfd = -1;
 	_cleanup_(cairn_error_freep) cairn_error *err = NULL;
-	int *pfds = NULL;
-	size_t np = 0;
-	bool overlay = strcmp(c->driver, "overlay") == 0;
-	struct layer_apply_opts o = {
-		.whiteout = overlay ? LAYER_WHITEOUT_OVERLAY : LAYER_WHITEOUT_DELETE,
-		.what = row->blob,
-		.expected_diffid = row->diff_id,
-		.progress = apply_progress,
-		.userdata = a,
-	};
+	bool sync = !defer_sync(c);
 	if ((r = snap_open_fs(c->snap, key, NULL, reterr)) < 0)
 		goto fail;
 	rootfd = r;
-	if (overlay && (r = open_parents(c, row, &pfds, &np, reterr)) < 0)
+	if ((r = apply_blob(c, row, rootfd, sync, apply_progress, a, reterr)) < 0)
 		goto fail;
-	o.parent_fds = pfds;
-	o.n_parents = np;
-	if ((r = content_open(c->store->content, row->blob, &blobfd, NULL, reterr)) < 0)
+	/* Unsynced, the tree is marked before the commit that publishes it: a reboot before it is
+	 * synced sends it back to be extracted again. */
+	if (!sync && (r = cache_unsynced_mark(c, row->snapshot, reterr)) < 0)
 		goto fail;
-	fault_point("extract.opened");
-	struct flusher fl;
-	flusher_start(&fl, rootfd);
-	r = layer_apply(rootfd, blobfd, &o, NULL, reterr);
-	flusher_stop(&fl);
-	close_fds(pfds, np);
-	if (r < 0)
-		goto fail;
-	/* The tree must be durable before the commit that publishes it: a failed writeback
-	 * fails the extract. */
-	if (syncfs(rootfd) < 0) {
-		r = err_errno(reterr, -errno, "sync the extracted tree of record '%s'", row->id);
-		goto fail;
-	}
 	fault_point("extract.applied");
 	r = snap_commit(c->snap, row->snapshot, key, NULL, 0, &err);
 	if (r < 0) {
@@ -872,6 +900,30 @@ fail:
 	/* The half-extracted snapshot goes; nothing was committed. */
 	snap_remove(c->snap, key, NULL);
 	return r;
+}
+
+int cache_reextract(cairn_cache *c, const char *snapshot, cairn_error **reterr)
+{
+	_cleanup_free_ char *id = NULL;
+	_cleanup_(meta_tx_end) meta_tx tx = {0};
+	int r = meta_tx_begin(c->db, &tx, false, reterr);
+	if (r < 0 || (r = meta_record_find_snapshot(&tx, c->driver, snapshot, &id, reterr)) < 0)
+		return r;
+	meta_tx_end(&tx);
+	if (r == 0 || !committed(c, snapshot))
+		return 0;
+	_cleanup_(meta_record_clear) struct meta_record row = {0};
+	if ((r = cache_load_once(c, id, &row, reterr)) < 0)
+		return r;
+	_cleanup_close_ int rootfd = snap_open_fs(c->snap, snapshot, NULL, reterr);
+	if (rootfd < 0)
+		return rootfd;
+	if ((r = fs_rm_rf_children(rootfd, snapshot, reterr)) < 0)
+		return err_prefix(reterr, "empty snapshot '%s'", snapshot);
+	if ((r = apply_blob(c, &row, rootfd, false, NULL, NULL, reterr)) < 0)
+		return err_prefix(reterr, "extract record '%s' again into snapshot '%s'", row.id,
+		                  snapshot);
+	return 1;
 }
 
 static int extract_work(void *userdata, const atomic_bool *cancelled, int64_t *ret_value,
@@ -900,7 +952,8 @@ static int extract_work(void *userdata, const atomic_bool *cancelled, int64_t *r
 	}
 	_cleanup_(meta_tx_end) meta_tx tx = {0};
 	if ((r = meta_tx_begin(c->db, &tx, true, reterr)) < 0 ||
-	    (r = meta_record_set_extracted_snapshot(&tx, c->driver, row.snapshot, reterr)) < 0 ||
+	    (r = meta_record_set_extracted_snapshot(&tx, c->driver, row.snapshot, true, reterr)) <
+	            0 ||
 	    (r = meta_tx_commit(&tx, reterr)) < 0)
 		return r;
 	log_debug("extracted record '%s' (blob '%s')", row.id, row.blob);

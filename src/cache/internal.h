@@ -78,6 +78,8 @@ struct cairn_cache {
 	void *fetch_userdata;
 	void (*fetch_free)(void *userdata);
 	unsigned fetch_jobs; /* 0: CACHE_FETCH_JOBS */
+	/* This boot's id (unsynced.c), "" when unknown: then every extract syncs. Set at open. */
+	char boot[40];
 };
 
 struct cairn_ref {
@@ -185,6 +187,33 @@ bool cache_proc_alive(int64_t pid, int64_t start);
 
 /* cache_repair() - the open-time repair (see cairn_cache_open()). */
 int cache_repair(cairn_cache *c, cairn_error **reterr);
+
+/*
+ * Unsynced extracts (unsynced.c). An overlay extract commits its snapshot without waiting for
+ * its files to reach the disk; the snapshot is marked with this boot's id first. A process
+ * that dies loses nothing (the files are in the page cache); a kernel that dies loses the boot
+ * id with them. cache_unsynced_settle(), at open, extracts the snapshots marked by an earlier
+ * boot again from their blobs (parents first, in place, under a recovery lock), and syncs and
+ * forgets this boot's marks once they are CACHE_UNSYNCED_SETTLE_NS old.
+ */
+#define CACHE_UNSYNCED_SETTLE_NS (30 * 1000000000LL)
+
+/* cache_boot_id() - this boot's id into @buf ($CAIRN_BOOT_ID when set, for tests; else the
+ * kernel's), "" when it cannot be read. */
+void cache_boot_id(char buf[40]);
+
+/* cache_unsynced_mark() - mark @snapshot as extracted by this boot and not yet synced, in a
+ * write transaction of its own. */
+int cache_unsynced_mark(cairn_cache *c, const char *snapshot, cairn_error **reterr);
+
+/* cache_unsynced_settle() - the open-time step above. A snapshot that cannot be extracted
+ * again is removed and its records made lazy, or, when it has children, kept and its mark
+ * kept (warned about; the next open tries again). Errors: the database's, syncfs()'s. */
+int cache_unsynced_settle(cairn_cache *c, cairn_error **reterr);
+
+/* cache_reextract() - empty committed snapshot @snapshot and apply the blob of the record
+ * holding it again (blobs.c), unsynced: 1 done, 0 when no such snapshot or record is left. */
+int cache_reextract(cairn_cache *c, const char *snapshot, cairn_error **reterr);
 
 /* ---- refs.c ---- */
 

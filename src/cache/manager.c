@@ -395,7 +395,10 @@ int cairn_cache_open(cairn_store *store, cairn_cache **ret, cairn_error **reterr
 	         rnd);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->prune_lock, NULL);
+	cache_boot_id(c->boot);
 	int r = cache_repair(c, reterr);
+	if (r >= 0)
+		r = cache_unsynced_settle(c, reterr);
 	if (r < 0) {
 		cache_destroy(c);
 		return err_prefix(reterr, "open cache of store '%s'", store->root);

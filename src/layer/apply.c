@@ -17,9 +17,9 @@
 #define COPY_BUF (128 * 1024)
 
 /*
- * Writeback of a large file is started every WRITEBACK_STEP bytes (sync_file_range, no wait),
- * so the disk works while the layer is still being inflated and the syncfs() the cache runs
- * before its commit finds little left to write.
+ * With opts->writeback, writeback of a large file is started every WRITEBACK_STEP bytes
+ * (sync_file_range, no wait), so the disk works while the layer is still being inflated and a
+ * syncfs() after the apply finds little left to write.
  */
 #define WRITEBACK_STEP (8 << 20)
 
@@ -615,7 +615,7 @@ static int write_data(struct apply *ap, struct archive_entry *e, int fd, const c
 				return err_errno(reterr, n < 0 ? -errno : -EIO, "write '%s'", path);
 			done += (size_t)n;
 		}
-		if (written - kicked >= WRITEBACK_STEP) {
+		if (ap->opts->writeback && written - kicked >= WRITEBACK_STEP) {
 			/* A hint: without it, syncfs() writes back as before. */
 			(void)sync_file_range(fd, kicked, written - kicked, SYNC_FILE_RANGE_WRITE);
 			kicked = written;

@@ -58,6 +58,7 @@ struct layer_apply_opts {
 	layer_whiteout_mode whiteout;
 	bool userxattr;     /* overlay mode: mark opaque directories with user.overlay.opaque */
 	bool no_same_owner; /* do not chown: every object belongs to the caller */
+	bool writeback;     /* start writing large files back early: the caller syncs after */
 	/*
 	 * Roots of the lower layers, nearest first (borrowed, O_DIRECTORY fds), or NULL. They
 	 * serve as overlayfs would: a directory created implicitly (an entry's missing parent)

@@ -20,7 +20,7 @@
 
 typedef struct meta_db meta_db;
 
-#define META_SCHEMA_VERSION 3
+#define META_SCHEMA_VERSION 4
 
 /*
  * meta_open() - open or create the database at @path (an ordinary path: the store has already

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The layer-blob columns of records: lookups by chain id and writing the blob fields. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "records.h"
@@ -48,10 +51,137 @@ int meta_record_find_chain(meta_tx *tx, const char *snapshotter, bool blob_chain
 }
 
 int meta_record_set_extracted_snapshot(meta_tx *tx, const char *snapshotter, const char *snapshot,
-                                       cairn_error **reterr)
+                                       bool extracted, cairn_error **reterr)
 {
 	return meta_run(tx,
-	                "UPDATE records SET extracted = 1, gen = gen + 1 WHERE snapshotter = ? AND "
-	                "snapshot = ? AND deleted = 0 AND extracted = 0",
+	                extracted ? "UPDATE records SET extracted = 1, gen = gen + 1 WHERE "
+	                            "snapshotter = ? AND snapshot = ? AND deleted = 0 AND "
+	                            "extracted = 0"
+	                          : "UPDATE records SET extracted = 0, gen = gen + 1 WHERE "
+	                            "snapshotter = ? AND snapshot = ? AND deleted = 0 AND "
+	                            "extracted = 1 AND kind = 2 AND blob IS NOT NULL",
 	                "set extracted", reterr, 2, snapshotter, snapshot);
+}
+
+int meta_record_find_snapshot(meta_tx *tx, const char *snapshotter, const char *snapshot,
+                              char **ret_id, cairn_error **reterr)
+{
+	*ret_id = NULL;
+	sqlite3_stmt *st = meta_prepare(tx,
+	                                "SELECT id FROM records WHERE snapshot = ? AND "
+	                                "snapshotter = ? AND deleted = 0 AND blob IS NOT NULL "
+	                                "ORDER BY created_at, id LIMIT 1",
+	                                reterr);
+	if (!st)
+		return -EIO;
+	meta_bind_text(st, 1, snapshot);
+	meta_bind_text(st, 2, snapshotter);
+	int r = meta_step_row(tx, st, reterr, "look up the records of snapshot '%s'", snapshot);
+	if (r <= 0)
+		return r;
+	bool oom = false;
+	*ret_id = meta_dup_col(st, 0, &oom);
+	sqlite3_reset(st);
+	if (oom)
+		return err_set(reterr, -ENOMEM, "look up snapshot '%s': out of memory", snapshot);
+	return 1;
+}
+
+int meta_unsynced_add(meta_tx *tx, const char *snapshotter, const char *snapshot, const char *boot,
+                      int64_t at, cairn_error **reterr)
+{
+	char ns[24];
+	snprintf(ns, sizeof(ns), "%" PRId64, at);
+	return meta_run(tx,
+	                "INSERT OR REPLACE INTO unsynced (snapshotter, snapshot, boot, at) "
+	                "VALUES (?, ?, ?, CAST(? AS INTEGER))",
+	                "mark unsynced", reterr, 4, snapshotter, snapshot, boot, ns);
+}
+
+int meta_unsynced_remove(meta_tx *tx, const char *snapshotter, const char *snapshot,
+                         cairn_error **reterr)
+{
+	return meta_run(tx, "DELETE FROM unsynced WHERE snapshotter = ? AND snapshot = ?",
+	                "forget unsynced", reterr, 2, snapshotter, snapshot);
+}
+
+int meta_unsynced_clear(meta_tx *tx, const char *snapshotter, const char *boot, int64_t before,
+                        cairn_error **reterr)
+{
+	char ns[24];
+	snprintf(ns, sizeof(ns), "%" PRId64, before);
+	return meta_run(tx,
+	                "DELETE FROM unsynced WHERE snapshotter = ? AND boot = ? AND "
+	                "at < CAST(? AS INTEGER)",
+	                "forget unsynced", reterr, 3, snapshotter, boot, ns);
+}
+
+int meta_unsynced_count(meta_tx *tx, const char *snapshotter, const char *boot, int64_t before,
+                        int64_t *ret_other, int64_t *ret_settled, cairn_error **reterr)
+{
+	sqlite3_stmt *st = meta_prepare(tx,
+	                                "SELECT IFNULL(SUM(boot <> ?2), 0), "
+	                                "IFNULL(SUM(boot = ?2 AND at < ?3), 0) FROM unsynced "
+	                                "WHERE snapshotter = ?1",
+	                                reterr);
+	if (!st)
+		return -EIO;
+	meta_bind_text(st, 1, snapshotter);
+	meta_bind_text(st, 2, boot);
+	sqlite3_bind_int64(st, 3, before);
+	int r = meta_step_row(tx, st, reterr, "count unsynced snapshots");
+	if (r < 0)
+		return r;
+	*ret_other = r ? sqlite3_column_int64(st, 0) : 0;
+	*ret_settled = r ? sqlite3_column_int64(st, 1) : 0;
+	sqlite3_reset(st);
+	return 0;
+}
+
+struct name_list {
+	char **v;
+	size_t n;
+};
+
+static int add_name(sqlite3_stmt *st, void *userdata, cairn_error **reterr)
+{
+	struct name_list *l = userdata;
+	char **nv = realloc(l->v, (l->n + 1) * sizeof(char *));
+	if (!nv)
+		return err_set(reterr, -ENOMEM, "list unsynced snapshots: out of memory");
+	l->v = nv;
+	bool oom = false;
+	if (!(l->v[l->n] = meta_dup_col(st, 0, &oom)) || oom)
+		return err_set(reterr, -ENOMEM, "list unsynced snapshots: out of memory");
+	l->n++;
+	return 0;
+}
+
+int meta_unsynced_other(meta_tx *tx, const char *snapshotter, const char *boot, char ***ret,
+                        size_t *ret_n, cairn_error **reterr)
+{
+	*ret = NULL;
+	*ret_n = 0;
+	_cleanup_(meta_finalizep) sqlite3_stmt *st = NULL;
+	int r = meta_prepare_once(tx,
+	                          "SELECT u.snapshot FROM unsynced u LEFT JOIN snapshots s ON "
+	                          "s.snapshotter = u.snapshotter AND s.name = u.snapshot "
+	                          "WHERE u.snapshotter = ?1 AND u.boot <> ?2 "
+	                          "ORDER BY s.id IS NULL, s.id, u.snapshot",
+	                          &st, reterr, "list unsynced snapshots");
+	if (r < 0)
+		return r;
+	meta_bind_text(st, 1, snapshotter);
+	meta_bind_text(st, 2, boot);
+	struct name_list l = {0};
+	r = meta_walk(tx, st, add_name, &l, reterr, "list unsynced snapshots");
+	if (r < 0) {
+		for (size_t i = 0; i < l.n; i++)
+			free(l.v[i]);
+		free(l.v);
+		return r;
+	}
+	*ret = l.v;
+	*ret_n = l.n;
+	return 0;
 }

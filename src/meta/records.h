@@ -224,6 +224,49 @@ int meta_record_find_chain(meta_tx *tx, const char *snapshotter, bool blob_chain
                            char **ret_id, cairn_error **reterr);
 
 /* meta_record_set_extracted_snapshot() - mark every live row of @snapshotter holding snapshot
- * @snapshot extracted (its data now exists), bumping their generations. */
+ * @snapshot extracted (its data now exists) or, @extracted false, not extracted (lazy again),
+ * bumping the generations of the rows that change. */
 int meta_record_set_extracted_snapshot(meta_tx *tx, const char *snapshotter, const char *snapshot,
-                                       cairn_error **reterr);
+                                       bool extracted, cairn_error **reterr);
+
+/*
+ * meta_record_find_snapshot() - the oldest live row of @snapshotter that holds snapshot @snapshot
+ * and has a blob: 1 and its id in *@ret_id (caller frees), 0 when none.
+ */
+int meta_record_find_snapshot(meta_tx *tx, const char *snapshotter, const char *snapshot,
+                              char **ret_id, cairn_error **reterr);
+
+/*
+ * Unsynced snapshots (table unsynced): an extracted snapshot committed before its files were
+ * synced, with the boot id of the kernel that holds them in its page cache and the
+ * CLOCK_BOOTTIME (ns) of the commit. Only that boot may trust the files; src/cache/unsynced.c
+ * syncs and forgets the marks later in the same boot, or extracts the snapshots again after a
+ * reboot. Every function runs in the caller's transaction (write ones in a write transaction).
+ */
+
+/* meta_unsynced_add() - mark @snapshot of @snapshotter (replacing an older mark). */
+int meta_unsynced_add(meta_tx *tx, const char *snapshotter, const char *snapshot, const char *boot,
+                      int64_t at, cairn_error **reterr);
+
+/* meta_unsynced_remove() - forget the mark of @snapshot; none is not an error. */
+int meta_unsynced_remove(meta_tx *tx, const char *snapshotter, const char *snapshot,
+                         cairn_error **reterr);
+
+/* meta_unsynced_clear() - forget the marks of boot @boot made before @before (ns). */
+int meta_unsynced_clear(meta_tx *tx, const char *snapshotter, const char *boot, int64_t before,
+                        cairn_error **reterr);
+
+/*
+ * meta_unsynced_count() - *@ret_other: marks of @snapshotter from boots other than @boot;
+ * *@ret_settled: marks of @boot made before @before (ns).
+ */
+int meta_unsynced_count(meta_tx *tx, const char *snapshotter, const char *boot, int64_t before,
+                        int64_t *ret_other, int64_t *ret_settled, cairn_error **reterr);
+
+/*
+ * meta_unsynced_other() - the snapshots of @snapshotter marked by boots other than @boot, in
+ * the order their snapshot rows were made (parents before children; names whose snapshot row
+ * is gone come last), each copied into *@ret (caller frees each and the array).
+ */
+int meta_unsynced_other(meta_tx *tx, const char *snapshotter, const char *boot, char ***ret,
+                        size_t *ret_n, cairn_error **reterr);

@@ -138,4 +138,14 @@ static const char v3[] = "ALTER TABLE tags ADD COLUMN manifest TEXT;"
 			 /* Prune asks whether a lease holds a record. */
 			 "CREATE INDEX lease_resources_id ON lease_resources(type, id);";
 
-const char *const meta_migrations[META_SCHEMA_VERSION] = {v1, v2, v3};
+/* Extracted snapshots whose files may not be on disk yet: committed without a sync, trusted only
+ * in the boot that wrote them (src/cache/unsynced.c). */
+static const char v4[] = "CREATE TABLE unsynced ("
+			 "  snapshotter TEXT NOT NULL,"
+			 "  snapshot TEXT NOT NULL,"
+			 "  boot TEXT NOT NULL,"
+			 "  at INTEGER NOT NULL,"
+			 "  PRIMARY KEY (snapshotter, snapshot)"
+			 ") WITHOUT ROWID;";
+
+const char *const meta_migrations[META_SCHEMA_VERSION] = {v1, v2, v3, v4};
