@@ -8,7 +8,7 @@ NINJA      ?= ninja
 
 # Debian packages the build, tests and demo need. `deps` installs only the missing ones.
 DEPS = gcc meson ninja-build pkg-config libsqlite3-dev libssl-dev libarchive-dev \
-       libjansson-dev libzstd-dev zlib1g-dev libisal-dev libcurl4-openssl-dev bats \
+       libjansson-dev libzstd-dev zlib1g-dev libisal-dev libdeflate-dev libcurl4-openssl-dev bats \
        clang-format python3 util-linux e2fsprogs attr zstd gzip tar diffutils \
        skopeo umoci busybox-static docker-registry apache2-utils podman
 

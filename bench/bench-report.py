@@ -31,12 +31,12 @@ MT = media type from the manifest; every tool writes into its own fresh director
 | tool | command |
 |---|---|
 | cairn import+extract | `cairn --root R -q import LAYOUT:TAG` then `cairn --root R extract TOP` where the binary has `import` (it had in this run, see the environment), else per layer `cairn --root R content add $L` + `cairn --root R import-blob DIGEST --diff-id D --media-type MT [--parent PREV]`, then the extract; one script |
-| cairn extract | `cairn --root R extract TOP` (add and import-blob done untimed before) |
+| cairn extract | `cairn --root R extract TOP` (add and import-blob done untimed before). On overlay the layers are committed before they reach the disk, marked with the boot id (a reboot sends them back to be extracted again from their blobs); tar, umoci and podman do not sync either |
 | tar | `for l in $L; do tar -xzf $l -C OUT; done` (zstd: `tar --zstd -xf`) |
 | umoci | `umoci unpack --image LAYOUT:TAG BUNDLE` |
 | ctr | `ctr -a SOCK -n bench images import --base-name bench/IMAGE --snapshotter overlayfs IMAGE-TAG.oci.tar` (private containerd: own root, state, socket; stopped by PID) |
 | podman | `podman --root P --runroot RR --storage-driver overlay --events-backend none --cgroup-manager cgroupfs pull -q oci:LAYOUT:TAG` |
-| cairn diff gzip:6 | `cairn --root R diff REC --compression gzip:6 --source-date-epoch 1704067200 -o out.tar.gz` (REC: one record holding the debian tree; the record already has a zstd blob, so every run is a fresh diff + compression): zlib level 6, deflated in 512 KiB blocks on up to 8 threads (src/layer/pdeflate.c) |
+| cairn diff gzip:6 | `cairn --root R diff REC --compression gzip:6 --source-date-epoch 1704067200 -o out.tar.gz` (REC: one record holding the debian tree; the record already has a zstd blob, so every run is a fresh diff + compression): libdeflate level 6, one gzip member per 512 KiB block, on up to 8 threads (src/layer/pgzip.c) |
 | tar -c \\| pigz -6 | `tar -C TREE --numeric-owner -cf - . \\| pigz -6 > out.tar.gz` (TREE: the same debian tree) |
 """
 

@@ -13,7 +13,7 @@
 #include "base/fs.h"
 #include "base/thread.h"
 #include "compress.h"
-#include "pdeflate.h"
+#include "pgzip.h"
 #if HAVE_ISAL
 #include <isa-l/igzip_lib.h>
 #endif
@@ -30,8 +30,11 @@
 static const uint8_t gzip_magic[3] = {0x1f, 0x8b, 0x08};
 static const uint8_t zstd_magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
 
-/* The gzip header we write: no flags, mtime 0, XFL 0, OS 255 (unknown), as Go's writer does. */
+#if HAVE_ISAL
+/* The gzip header ISA-L's stream gets: no flags, mtime 0, XFL 0, OS 255 (unknown), as Go's
+ * writer does. */
 static const uint8_t gzip_header[10] = {0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff};
+#endif
 
 static atomic_bool force_zlib;
 static atomic_bool force_direct;
@@ -693,9 +696,9 @@ struct layer_writer {
 	hasher *diff_h, *comp_h;
 	uint64_t in_total, out_total;
 	uint8_t *out;
-	bool header_done;
-	pdeflate *pd; /* gzip by zlib */
+	pgzip *pg; /* gzip by libdeflate, in members (levels 0 and 4-9) */
 #if HAVE_ISAL
+	bool header_done;
 	struct isal_zstream *isal;
 	uint8_t *level_buf;
 #endif
@@ -711,7 +714,7 @@ layer_writer *layer_writer_free(layer_writer *w)
 {
 	if (!w)
 		return NULL;
-	pdeflate_free(w->pd);
+	pgzip_free(w->pg);
 #if HAVE_ISAL
 	free(w->isal);
 	free(w->level_buf);
@@ -751,7 +754,7 @@ static int init_gzip(layer_writer *w, int level, unsigned threads)
 		return 0;
 	}
 #endif
-	return pdeflate_new(level == LAYER_LEVEL_DEFAULT ? 6 : level, threads, emit_cb, w, &w->pd);
+	return pgzip_new(level == LAYER_LEVEL_DEFAULT ? 6 : level, threads, emit_cb, w, &w->pg);
 }
 
 static int init_zstd(layer_writer *w, int level, unsigned threads)
@@ -830,6 +833,12 @@ static int comp_fail(layer_writer *w, cairn_error **reterr, const char *detail)
 static int push_isal(layer_writer *w, const void *buf, size_t len, bool end, cairn_error **reterr)
 {
 	struct isal_zstream *s = w->isal;
+	if (!w->header_done) {
+		int r = emit(w, gzip_header, sizeof(gzip_header), reterr);
+		if (r < 0)
+			return r;
+		w->header_done = true;
+	}
 	s->next_in = (uint8_t *)buf;
 	s->avail_in = (uint32_t)len;
 	s->end_of_stream = end;
@@ -846,29 +855,17 @@ static int push_isal(layer_writer *w, const void *buf, size_t len, bool end, cai
 }
 #endif
 
-static int push_zlib(layer_writer *w, const void *buf, size_t len, bool end, cairn_error **reterr)
+static int push_pgzip(layer_writer *w, const void *buf, size_t len, bool end, cairn_error **reterr)
 {
-	uint32_t crc = 0;
-	int r = len > 0 ? pdeflate_write(w->pd, buf, len, reterr) : 0;
+	int r = len > 0 ? pgzip_write(w->pg, buf, len, reterr) : 0;
 	if (r >= 0 && end)
-		r = pdeflate_finish(w->pd, &crc, reterr);
-	if (r < 0) {
-		/* A failed write of the output was reported (and recorded) by emit(). */
-		if (!w->failed) {
-			w->failed = r;
-			err_prefix(reterr, "write '%s'", wwhat(w));
-		}
-		return r;
+		r = pgzip_finish(w->pg, reterr);
+	/* A failed write of the output was reported (and recorded) by emit(). */
+	if (r < 0 && !w->failed) {
+		w->failed = r;
+		err_prefix(reterr, "write '%s'", wwhat(w));
 	}
-	if (!end)
-		return 0;
-	uint8_t trailer[8];
-	uint32_t size = (uint32_t)w->in_total;
-	for (int i = 0; i < 4; i++) {
-		trailer[i] = (uint8_t)(crc >> (8 * i));
-		trailer[4 + i] = (uint8_t)(size >> (8 * i));
-	}
-	return emit(w, trailer, sizeof(trailer), reterr);
+	return r;
 }
 
 static int push_zstd(layer_writer *w, const void *buf, size_t len, bool end, cairn_error **reterr)
@@ -889,19 +886,13 @@ static int push_zstd(layer_writer *w, const void *buf, size_t len, bool end, cai
 
 static int push(layer_writer *w, const void *buf, size_t len, bool end, cairn_error **reterr)
 {
-	if (w->comp == LAYER_COMPRESSION_GZIP && !w->header_done) {
-		int r = emit(w, gzip_header, sizeof(gzip_header), reterr);
-		if (r < 0)
-			return r;
-		w->header_done = true;
-	}
 	switch (w->comp) {
 	case LAYER_COMPRESSION_GZIP:
 #if HAVE_ISAL
 		if (w->isal)
 			return push_isal(w, buf, len, end, reterr);
 #endif
-		return push_zlib(w, buf, len, end, reterr);
+		return push_pgzip(w, buf, len, end, reterr);
 	case LAYER_COMPRESSION_ZSTD:
 		return push_zstd(w, buf, len, end, reterr);
 	default:

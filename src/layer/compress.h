@@ -159,14 +159,15 @@ typedef struct layer_writer layer_writer;
 struct layer_writer_opts {
 	layer_compression compression;
 	/*
-	 * gzip: 0-9; with ISA-L, 1-3 run isal_deflate at its levels 1-3 (at least twice as fast
-	 * as zlib), the others zlib. LAYER_LEVEL_DEFAULT: ISA-L level 1 with ISA-L, else zlib 6.
+	 * gzip: 0-9; with ISA-L, 1-3 run isal_deflate at its levels 1-3 (one gzip member, one
+	 * thread), the others libdeflate's levels in parallel, one gzip member per 512 KiB block
+	 * (see pgzip.h). LAYER_LEVEL_DEFAULT: ISA-L level 1 with ISA-L, else libdeflate 6.
 	 * zstd: 1-19 (22 with more memory); LAYER_LEVEL_DEFAULT is zstd's 3. none: ignored.
 	 */
 	int level;
 	/*
-	 * Worker threads for zstd and for zlib's gzip (block deflate, see pdeflate.h); 0
-	 * compresses on the calling thread. The output does not depend on it. ISA-L: unused.
+	 * Worker threads for zstd and for libdeflate's gzip (see pgzip.h); 0 compresses on the
+	 * calling thread. The output does not depend on it. ISA-L: unused.
 	 */
 	unsigned threads;
 	const char *what; /* the output's name for messages; may be NULL */

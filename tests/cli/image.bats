@@ -194,23 +194,30 @@ m = json.load(open(L + "/blobs/sha256/" + d["digest"][7:]))
 print(" ".join(sorted(set(l["mediaType"] for l in m["layers"]))))' "$1" "$2"
 }
 
-@test "export --compression gzip, zstd and none of a record without a blob" {
+@test "export --compression gzip, gzip:6, zstd and none of a record without a blob" {
 	need_umoci
 	need skopeo
 	local_record "$REFT/base/rootfs"
 	# copying through the mount kept everything treecmp sees
 	same_as_mounted "$id" "$REFT/base/rootfs"
-	local c magic blob
-	for c in gzip zstd none; do
+	local c d magic blob
+	for c in gzip gzip:6 zstd none; do
 		# a fresh store each time: the first export gives the record its blob, kept after
 		rm -rf "$STORE"
 		local_record "$REFT/base/rootfs"
-		run_cairn 0 export "$id" -o "$T/$c" --tag t --compression "$c"
-		fix verify "$T/$c"
-		[ "$(fix layers "$T/$c" t | wc -l)" -eq 1 ]
-		blob=$T/$c/blobs/sha256/$(fix layers "$T/$c" t | cut -d: -f2)
+		d=${c/:/-}
+		run_cairn 0 export "$id" -o "$T/$d" --tag t --compression "$c"
+		fix verify "$T/$d"
+		[ "$(fix layers "$T/$d" t | wc -l)" -eq 1 ]
+		blob=$T/$d/blobs/sha256/$(fix layers "$T/$d" t | cut -d: -f2)
 		magic=$(head -c 4 "$blob" | od -An -tx1 | tr -d ' \n')
 		case $c in
+		gzip:6)
+			# one gzip member per 512 KiB of tar: more than one here
+			[ "$(gzip -dc "$blob" | wc -c)" -gt 524288 ]
+			[ "$(python3 -c 'import sys; print(open(sys.argv[1], "rb").read().count(bytes([0x1f, 0x8b, 8, 0, 0, 0, 0, 0])))' "$blob")" -ge 2 ]
+			[ "$(layer_media "$T/$d" t)" = application/vnd.oci.image.layer.v1.tar+gzip ]
+			;;
 		gzip)
 			[[ "$magic" == 1f8b* ]]
 			[ "$(layer_media "$T/$c" t)" = application/vnd.oci.image.layer.v1.tar+gzip ]
@@ -226,6 +233,7 @@ print(" ".join(sorted(set(l["mediaType"] for l in m["layers"]))))' "$1" "$2"
 		esac
 	done
 	unpacks_to "$T/gzip:t" "$REFT/base/rootfs" "${NO_TRUSTED[@]}"
+	unpacks_to "$T/gzip-6:t" "$REFT/base/rootfs" "${NO_TRUSTED[@]}"
 	unpacks_to "$T/none:t" "$REFT/base/rootfs" "${NO_TRUSTED[@]}"
 	# umoci 0.4 cannot read zstd layers: skopeo recompresses them to gzip first
 	skopeo copy -q --dest-compress-format gzip "oci:$T/zstd:t" "oci:$T/zstd-gz:t"

@@ -26,7 +26,7 @@
 #include "harness.h"
 #include "layer/apply.h"
 #include "layer/compress.h"
-#include "layer/pdeflate.h"
+#include "layer/pgzip.h"
 #include "layer/diff.h"
 #include "layer/util.h"
 
@@ -622,11 +622,12 @@ static uint8_t *gzip_blocks(const uint8_t *data, size_t len, int level, unsigned
 	return slurp(out, ret_len);
 }
 
-/* zlib's gzip is made of blocks compressed on worker threads: the bytes never depend on how
- * many threads ran or how the writes were cut, whatever the length (empty, block multiples). */
+/* gzip at levels 0 and 4-9 is made of blocks compressed on worker threads, one gzip member
+ * each: the bytes never depend on how many threads ran or how the writes were cut, whatever
+ * the length (empty, block multiples). */
 TEST(compress_gzip_blocks_deterministic)
 {
-	const size_t lens[] = {0, 1, PDEFLATE_BLOCK, 2 * PDEFLATE_BLOCK, 5 * PDEFLATE_BLOCK + 4097};
+	const size_t lens[] = {0, 1, PGZIP_BLOCK, 2 * PGZIP_BLOCK, 5 * PGZIP_BLOCK + 4097};
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		size_t len = lens[i], n0, n1, n3;
 		_cleanup_free_ uint8_t *data = test_data(len ? len : 1);
@@ -636,25 +637,40 @@ TEST(compress_gzip_blocks_deterministic)
 		ASSERT_EQ(n0, n1);
 		ASSERT_EQ(n0, n3);
 		ASSERT_TRUE(memcmp(a, b, n0) == 0 && memcmp(a, c, n0) == 0);
-		if (len >= PDEFLATE_BLOCK)
+		if (len >= PGZIP_BLOCK)
 			ASSERT_TRUE(n0 < len / 2);
-		/* one gzip member: zlib's single-member inflate ends exactly at the end */
+		/* one gzip member per block (an empty input: one empty member), each ending where
+		 * zlib's single-member inflate says, together exactly the input */
 		_cleanup_free_ uint8_t *back = malloc(len + 1);
-		z_stream z = {0};
-		ASSERT_EQ(inflateInit2(&z, 16 + MAX_WBITS), Z_OK);
-		z.next_in = a;
-		z.avail_in = (uInt)n0;
-		z.next_out = back;
-		z.avail_out = (uInt)len + 1;
-		int k = inflate(&z, Z_FINISH);
-		inflateEnd(&z);
-		ASSERT_EQ(k, Z_STREAM_END);
-		ASSERT_EQ(z.avail_in, 0);
-		ASSERT_EQ(z.total_out, len);
+		size_t in_off = 0, out_off = 0, members = 0;
+		while (in_off < n0) {
+			z_stream z = {0};
+			ASSERT_EQ(inflateInit2(&z, 16 + MAX_WBITS), Z_OK);
+			z.next_in = a + in_off;
+			z.avail_in = (uInt)(n0 - in_off);
+			z.next_out = back + out_off;
+			z.avail_out = (uInt)(len + 1 - out_off);
+			int k = inflate(&z, Z_FINISH);
+			inflateEnd(&z);
+			ASSERT_EQ(k, Z_STREAM_END);
+			ASSERT_EQ(z.total_out,
+			          len - out_off < PGZIP_BLOCK ? len - out_off : PGZIP_BLOCK);
+			in_off = n0 - z.avail_in;
+			out_off += z.total_out;
+			members++;
+		}
+		ASSERT_EQ(out_off, len);
+		ASSERT_EQ(members, len ? (len + PGZIP_BLOCK - 1) / PGZIP_BLOCK : 1);
 		ASSERT_TRUE(len == 0 || memcmp(back, data, len) == 0);
+		/* and gzip -d reads them all */
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "%s/members.gz", test_dir);
+		_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		ASSERT_TRUE(fd >= 0 && write(fd, a, n0) == (ssize_t)n0);
+		ASSERT_OK(test_sh("test \"$(gzip -dc '%s' | wc -c)\" = %zu", path, len));
 	}
 	/* a level changes the bytes */
-	size_t len = 3 * PDEFLATE_BLOCK, n1, n9;
+	size_t len = 3 * PGZIP_BLOCK, n1, n9;
 	_cleanup_free_ uint8_t *data = test_data(len);
 	_cleanup_free_ uint8_t *l1 = gzip_blocks(data, len, 4, 2, len, &n1);
 	_cleanup_free_ uint8_t *l9 = gzip_blocks(data, len, 9, 2, len, &n9);
@@ -664,7 +680,7 @@ TEST(compress_gzip_blocks_deterministic)
 /* The block writer reports a write error of the output and names it. */
 TEST(compress_gzip_blocks_write_error)
 {
-	size_t len = 4 * PDEFLATE_BLOCK;
+	size_t len = 4 * PGZIP_BLOCK;
 	_cleanup_free_ uint8_t *data = test_data(len);
 	_cleanup_close_ int ro = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	ASSERT_TRUE(ro >= 0);

@@ -260,7 +260,7 @@ const struct cli_command cmd_layer[] = {
 	{"diff", "REF", "write the layer of a record as a blob",
          "Options:\n"
          "  -o, --output FILE          write to FILE and print its digest (default: stdout)\n"
-         "  --compression C[:LEVEL]    gzip (default), zstd or none; gzip:6 is zlib's\n"
+         "  --compression C[:LEVEL]    gzip (default), zstd or none; gzip:6 is libdeflate's\n"
          "                             level 6 on every CPU, plain gzip ISA-L's fast level\n"
          "  --source-date-epoch N      clamp mtimes to N seconds since 1970\n"
          "A record with a blob gives it as it is unless an option asks otherwise; a record\n"

@@ -1,37 +1,30 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <libdeflate.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "base/thread.h"
-#include "pdeflate.h"
-
-/* Deflate looks back at most 32 KiB: that much of the previous block primes the next one. */
-#define DICT_SIZE (32 * 1024)
+#include "pgzip.h"
 
 enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_BUSY, SLOT_DONE };
 
 /* One block on its way: filled by the caller, compressed by a worker, emitted by the caller. */
 struct slot {
 	enum slot_state state;
-	bool last;
 	uint8_t *in;
 	size_t in_len;
-	uint8_t *dict; /* a copy: the previous block's slot is reused while this one runs */
-	size_t dict_len;
 	uint8_t *out;
 	size_t out_cap, out_len;
-	uint32_t crc;
 	int err; /* -EIO or -ENOMEM from the worker */
 };
 
-struct pdeflate {
+struct pgzip {
 	int level;
 	unsigned threads;
-	pdeflate_emit_fn emit;
+	pgzip_emit_fn emit;
 	void *userdata;
 	struct slot *slots;
 	size_t n_slots;
@@ -39,10 +32,8 @@ struct pdeflate {
 	uint64_t filling; /* the block the caller fills */
 	uint64_t emitted; /* blocks before this one went to @emit */
 	uint64_t taken;   /* blocks before this one were taken by a worker */
-	uint32_t crc;
 	int failed;
-	z_stream z; /* with no threads */
-	bool z_init;
+	struct libdeflate_compressor *comp; /* with no threads */
 	pthread_mutex_t mu;
 	pthread_cond_t work; /* a block was queued, or stop */
 	pthread_cond_t done; /* a block was compressed */
@@ -51,31 +42,15 @@ struct pdeflate {
 	unsigned n_tids;
 };
 
-static struct slot *slot_of(pdeflate *p, uint64_t n)
+static struct slot *slot_of(pgzip *p, uint64_t n)
 {
 	return &p->slots[n % p->n_slots];
 }
 
-static int z_init(z_stream *z, int level)
+/* Compresses one block into s->out as a gzip member; runs on a worker (or the caller). */
+static void compress_slot(struct libdeflate_compressor *comp, struct slot *s)
 {
-	memset(z, 0, sizeof(*z));
-	return deflateInit2(z, level, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK
-	               ? 0
-	               : -ENOMEM;
-}
-
-/* Deflates one block into s->out; runs on a worker (or the caller with no threads). */
-static void compress_slot(z_stream *z, struct slot *s)
-{
-	s->crc = (uint32_t)crc32(0, Z_NULL, 0);
-	if (s->in_len > 0)
-		s->crc = (uint32_t)crc32(s->crc, s->in, (uInt)s->in_len);
-	if (deflateReset(z) != Z_OK ||
-	    (s->dict_len > 0 && deflateSetDictionary(z, s->dict, (uInt)s->dict_len) != Z_OK)) {
-		s->err = -EIO;
-		return;
-	}
-	size_t need = deflateBound(z, (uLong)s->in_len) + 64;
+	size_t need = libdeflate_gzip_compress_bound(comp, s->in_len);
 	if (s->out_cap < need) {
 		uint8_t *o = realloc(s->out, need);
 		if (!o) {
@@ -85,26 +60,15 @@ static void compress_slot(z_stream *z, struct slot *s)
 		s->out = o;
 		s->out_cap = need;
 	}
-	z->next_in = s->in;
-	z->avail_in = (uInt)s->in_len;
-	z->next_out = s->out;
-	z->avail_out = (uInt)s->out_cap;
-	int k = deflate(z, s->last ? Z_FINISH : Z_SYNC_FLUSH);
-	/* deflateBound() leaves room for everything, the sync marker included. */
-	bool complete =
-		s->last ? k == Z_STREAM_END : k == Z_OK && z->avail_in == 0 && z->avail_out > 0;
-	if (!complete) {
-		s->err = -EIO;
-		return;
-	}
-	s->out_len = s->out_cap - z->avail_out;
+	s->out_len = libdeflate_gzip_compress(comp, s->in, s->in_len, s->out, s->out_cap);
+	if (s->out_len == 0)
+		s->err = -EIO; /* the bound was not enough: cannot happen */
 }
 
 static void *worker(void *userdata)
 {
-	pdeflate *p = userdata;
-	z_stream z;
-	bool ok = z_init(&z, p->level) == 0;
+	pgzip *p = userdata;
+	struct libdeflate_compressor *comp = libdeflate_alloc_compressor(p->level);
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		while (!p->stop &&
@@ -115,8 +79,8 @@ static void *worker(void *userdata)
 		struct slot *s = slot_of(p, p->taken++);
 		s->state = SLOT_BUSY;
 		pthread_mutex_unlock(&p->mu);
-		if (ok)
-			compress_slot(&z, s);
+		if (comp)
+			compress_slot(comp, s);
 		else
 			s->err = -ENOMEM;
 		pthread_mutex_lock(&p->mu);
@@ -124,20 +88,20 @@ static void *worker(void *userdata)
 		pthread_cond_broadcast(&p->done);
 	}
 	pthread_mutex_unlock(&p->mu);
-	if (ok)
-		deflateEnd(&z);
+	if (comp)
+		libdeflate_free_compressor(comp);
 	return NULL;
 }
 
-static int fail(pdeflate *p, int code, cairn_error **reterr)
+static int fail(pgzip *p, int code, cairn_error **reterr)
 {
 	p->failed = code;
-	return err_set(reterr, code, "deflate: %s",
-	               code == -ENOMEM ? "out of memory" : "zlib failed to compress a block");
+	return err_set(reterr, code, "gzip: %s",
+	               code == -ENOMEM ? "out of memory" : "a block could not be compressed");
 }
 
 /* Emits the oldest block; with @wait, waits for it to be compressed, else only if it is. */
-static int emit_one(pdeflate *p, bool wait, bool *ret_emitted, cairn_error **reterr)
+static int emit_one(pgzip *p, bool wait, bool *ret_emitted, cairn_error **reterr)
 {
 	struct slot *s = slot_of(p, p->emitted);
 	*ret_emitted = false;
@@ -154,14 +118,12 @@ static int emit_one(pdeflate *p, bool wait, bool *ret_emitted, cairn_error **ret
 	}
 	if (s->err)
 		return fail(p, s->err, reterr);
-	p->crc = (uint32_t)crc32_combine(p->crc, s->crc, (z_off_t)s->in_len);
 	int r = p->emit(p->userdata, s->out, s->out_len, reterr);
 	if (r < 0) {
 		p->failed = r;
 		return r;
 	}
-	s->in_len = s->out_len = s->dict_len = 0;
-	s->last = false;
+	s->in_len = s->out_len = 0;
 	if (p->threads > 0) {
 		pthread_mutex_lock(&p->mu);
 		s->state = SLOT_FREE;
@@ -173,19 +135,11 @@ static int emit_one(pdeflate *p, bool wait, bool *ret_emitted, cairn_error **ret
 }
 
 /* Hands the block being filled over and makes the next slot free to fill. */
-static int submit(pdeflate *p, bool last, cairn_error **reterr)
+static int submit(pgzip *p, cairn_error **reterr)
 {
 	struct slot *s = slot_of(p, p->filling);
-	s->last = last;
-	if (p->filling > 0) {
-		/* The previous block is full (only the last block is short) and still in its slot:
-		 * that slot is refilled only after this block is submitted. */
-		const struct slot *prev = slot_of(p, p->filling - 1);
-		s->dict_len = DICT_SIZE;
-		memcpy(s->dict, prev->in + PDEFLATE_BLOCK - DICT_SIZE, DICT_SIZE);
-	}
 	if (p->threads == 0) {
-		compress_slot(&p->z, s);
+		compress_slot(p->comp, s);
 		p->filling++;
 	} else {
 		pthread_mutex_lock(&p->mu);
@@ -205,22 +159,22 @@ static int submit(pdeflate *p, bool last, cairn_error **reterr)
 	return 0;
 }
 
-int pdeflate_write(pdeflate *p, const void *buf, size_t len, cairn_error **reterr)
+int pgzip_write(pgzip *p, const void *buf, size_t len, cairn_error **reterr)
 {
 	if (p->failed)
-		return err_set(reterr, p->failed, "deflate: the stream failed earlier");
+		return err_set(reterr, p->failed, "gzip: the stream failed earlier");
 	const uint8_t *in = buf;
 	while (len > 0) {
 		struct slot *s = slot_of(p, p->filling);
-		size_t n = PDEFLATE_BLOCK - s->in_len;
+		size_t n = PGZIP_BLOCK - s->in_len;
 		if (n > len)
 			n = len;
 		memcpy(s->in + s->in_len, in, n);
 		s->in_len += n;
 		in += n;
 		len -= n;
-		if (s->in_len == PDEFLATE_BLOCK) {
-			int r = submit(p, false, reterr);
+		if (s->in_len == PGZIP_BLOCK) {
+			int r = submit(p, reterr);
 			if (r < 0)
 				return r;
 		}
@@ -228,21 +182,21 @@ int pdeflate_write(pdeflate *p, const void *buf, size_t len, cairn_error **reter
 	return 0;
 }
 
-int pdeflate_finish(pdeflate *p, uint32_t *ret_crc, cairn_error **reterr)
+int pgzip_finish(pgzip *p, cairn_error **reterr)
 {
 	if (p->failed)
-		return err_set(reterr, p->failed, "deflate: the stream failed earlier");
-	int r = submit(p, true, reterr);
+		return err_set(reterr, p->failed, "gzip: the stream failed earlier");
+	/* The last block may be short; an empty one is written only for an empty input. */
+	int r = 0;
+	if (slot_of(p, p->filling)->in_len > 0 || p->filling == 0)
+		r = submit(p, reterr);
 	bool more = true;
 	while (r >= 0 && p->emitted < p->filling)
 		r = emit_one(p, true, &more, reterr);
-	if (r < 0)
-		return r;
-	*ret_crc = p->crc;
-	return 0;
+	return r;
 }
 
-pdeflate *pdeflate_free(pdeflate *p)
+pgzip *pgzip_free(pgzip *p)
 {
 	if (!p)
 		return NULL;
@@ -259,11 +213,10 @@ pdeflate *pdeflate_free(pdeflate *p)
 		pthread_cond_destroy(&p->done);
 		pthread_mutex_destroy(&p->mu);
 	}
-	if (p->z_init)
-		deflateEnd(&p->z);
+	if (p->comp)
+		libdeflate_free_compressor(p->comp);
 	for (size_t i = 0; p->slots && i < p->n_slots; i++) {
 		free(p->slots[i].in);
-		free(p->slots[i].dict);
 		free(p->slots[i].out);
 	}
 	free(p->slots);
@@ -272,33 +225,29 @@ pdeflate *pdeflate_free(pdeflate *p)
 	return NULL;
 }
 
-int pdeflate_new(int level, unsigned threads, pdeflate_emit_fn emit, void *userdata, pdeflate **ret)
+int pgzip_new(int level, unsigned threads, pgzip_emit_fn emit, void *userdata, pgzip **ret)
 {
 	if (level < 0 || level > 9)
 		return -EINVAL;
-	_cleanup_(pdeflate_freep) pdeflate *p = calloc(1, sizeof(*p));
+	_cleanup_(pgzip_freep) pgzip *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
 	p->level = level;
 	p->emit = emit;
 	p->userdata = userdata;
-	p->crc = (uint32_t)crc32(0, Z_NULL, 0);
-	/* Two blocks per worker keep them busy while the caller fills one more; with no workers,
-	 * the previous block's slot must stay apart from the one being filled (its dictionary). */
-	p->n_slots = threads > 0 ? 2 * (size_t)threads + 1 : 2;
+	/* Two blocks per worker keep them busy while the caller fills one more. */
+	p->n_slots = threads > 0 ? 2 * (size_t)threads + 1 : 1;
 	p->slots = calloc(p->n_slots, sizeof(*p->slots));
 	if (!p->slots)
 		return -ENOMEM;
 	for (size_t i = 0; i < p->n_slots; i++) {
-		p->slots[i].in = malloc(PDEFLATE_BLOCK);
-		p->slots[i].dict = malloc(DICT_SIZE);
-		if (!p->slots[i].in || !p->slots[i].dict)
+		p->slots[i].in = malloc(PGZIP_BLOCK);
+		if (!p->slots[i].in)
 			return -ENOMEM;
 	}
 	if (threads == 0) {
-		if (z_init(&p->z, level) < 0)
+		if (!(p->comp = libdeflate_alloc_compressor(level)))
 			return -ENOMEM;
-		p->z_init = true;
 		*ret = TAKE_PTR(p);
 		return 0;
 	}
