@@ -23,31 +23,38 @@ int meta_record_set_blob(meta_tx *tx, const char *id, const struct meta_record *
 	return 0;
 }
 
-int meta_record_find_chain(meta_tx *tx, const char *snapshotter, bool blob_chain, const char *value,
-                           char **ret_id, cairn_error **reterr)
+/* Runs @sql (two text parameters) for one id: 1 and the id in *@ret_id, 0 when none. */
+static int find_id(meta_tx *tx, const char *sql, const char *p1, const char *p2, const char *what,
+                   char **ret_id, cairn_error **reterr)
 {
 	*ret_id = NULL;
-	sqlite3_stmt *st = meta_prepare(
-		tx,
-		blob_chain ? "SELECT id FROM records WHERE blob_chain_id = ? AND snapshotter = ? "
-			     "AND deleted = 0 AND kind = 2 ORDER BY created_at, id LIMIT 1"
-			   : "SELECT id FROM records WHERE chain_id = ? AND snapshotter = ? "
-			     "AND deleted = 0 AND kind = 2 ORDER BY created_at, id LIMIT 1",
-		reterr);
+	sqlite3_stmt *st = meta_prepare(tx, sql, reterr);
 	if (!st)
 		return -EIO;
-	meta_bind_text(st, 1, value);
-	meta_bind_text(st, 2, snapshotter);
-	int r = meta_step_row(tx, st, reterr, "look up %s '%s'",
-	                      blob_chain ? "blob chain id" : "chain id", value);
+	meta_bind_text(st, 1, p1);
+	meta_bind_text(st, 2, p2);
+	int r = meta_step_row(tx, st, reterr, "look up %s '%s'", what, p1);
 	if (r <= 0)
 		return r;
 	bool oom = false;
 	*ret_id = meta_dup_col(st, 0, &oom);
 	sqlite3_reset(st);
 	if (oom)
-		return err_set(reterr, -ENOMEM, "look up chain id '%s': out of memory", value);
+		return err_set(reterr, -ENOMEM, "look up %s '%s': out of memory", what, p1);
 	return 1;
+}
+
+int meta_record_find_chain(meta_tx *tx, const char *snapshotter, bool blob_chain, const char *value,
+                           char **ret_id, cairn_error **reterr)
+{
+	return find_id(tx,
+	               blob_chain ? "SELECT id FROM records WHERE blob_chain_id = ? AND "
+	                            "snapshotter = ? AND deleted = 0 AND kind = 2 "
+	                            "ORDER BY created_at, id LIMIT 1"
+	                          : "SELECT id FROM records WHERE chain_id = ? AND snapshotter = ? "
+	                            "AND deleted = 0 AND kind = 2 ORDER BY created_at, id LIMIT 1",
+	               value, snapshotter, blob_chain ? "blob chain id" : "chain id", ret_id,
+	               reterr);
 }
 
 int meta_record_set_extracted_snapshot(meta_tx *tx, const char *snapshotter, const char *snapshot,
@@ -66,25 +73,10 @@ int meta_record_set_extracted_snapshot(meta_tx *tx, const char *snapshotter, con
 int meta_record_find_snapshot(meta_tx *tx, const char *snapshotter, const char *snapshot,
                               char **ret_id, cairn_error **reterr)
 {
-	*ret_id = NULL;
-	sqlite3_stmt *st = meta_prepare(tx,
-	                                "SELECT id FROM records WHERE snapshot = ? AND "
-	                                "snapshotter = ? AND deleted = 0 AND blob IS NOT NULL "
-	                                "ORDER BY created_at, id LIMIT 1",
-	                                reterr);
-	if (!st)
-		return -EIO;
-	meta_bind_text(st, 1, snapshot);
-	meta_bind_text(st, 2, snapshotter);
-	int r = meta_step_row(tx, st, reterr, "look up the records of snapshot '%s'", snapshot);
-	if (r <= 0)
-		return r;
-	bool oom = false;
-	*ret_id = meta_dup_col(st, 0, &oom);
-	sqlite3_reset(st);
-	if (oom)
-		return err_set(reterr, -ENOMEM, "look up snapshot '%s': out of memory", snapshot);
-	return 1;
+	return find_id(tx,
+	               "SELECT id FROM records WHERE snapshot = ? AND snapshotter = ? AND "
+	               "deleted = 0 AND blob IS NOT NULL ORDER BY created_at, id LIMIT 1",
+	               snapshot, snapshotter, "the records of snapshot", ret_id, reterr);
 }
 
 int meta_unsynced_add(meta_tx *tx, const char *snapshotter, const char *snapshot, const char *boot,
