@@ -31,7 +31,8 @@
 #      ALL_PEERS=1 (every peer and both cairn cases on every image; default: what the targets
 #      name: debian:gzip all peers, debian:zstd podman, smallfiles/bigfile `cairn extract` vs tar)
 #      SCRATCH_BASE=/var/tmp  NO_RESULTS_MD=1 (only the TSV)
-#      SETTLE=31 (seconds each timed command waits on a filesystem without a journal; 0: none)
+#      SETTLE=drop (on a filesystem without a journal, before each timed command: drop the
+#      clean page cache, then read the inputs again; N: sleep N seconds instead; 0: nothing)
 # Needs root. Installs missing peers with apt-get.
 set -euo pipefail
 export LC_ALL=C
@@ -46,7 +47,9 @@ LOOP_GIB=${LOOP_GIB:-24}
 PEERS=${PEERS:-"tar umoci ctr podman"}
 CASES=${CASES:-"debian:gzip debian:zstd smallfiles:gzip bigfile:gzip bigfile:zstd export"}
 SCRATCH_BASE=${SCRATCH_BASE:-/var/tmp}
-SETTLE=${SETTLE:-31}
+SETTLE=${SETTLE:-drop}
+WARM="" # the inputs of the image being timed, read again after a drop
+WARM_STORE="" # and the cairn store a `cairn extract` reads its blobs from
 OUTDIR=$TOP/bench/results
 TSV=$OUTDIR/issue8.tsv
 T() { python3 "$SHARED/ocitool.py" "$@"; }
@@ -135,13 +138,24 @@ HAVE_IMPORT=0
 timed() {
 	local fs=$1 img=$2 tag=$3 name=$4 run=$5 cmd=$6 tf=$SCRATCH/time.out d0=0 dcpu=0
 	sync
-	# ext4 without a journal skips inodes deleted less than 30 s ago when it allocates
-	# (recently_deleted()), so creating files right after the previous run's delete is many
-	# times slower, and by how much depends on the order of the tools. There, every timed
-	# command waits until the untimed deletes before it are SETTLE seconds old. (export
-	# deletes nothing but one file.)
-	if [ "$FS_JOURNAL" = no ] && [ "$img:$tag" != debian:export ] && ((SETTLE > 0)); then
-		sleep "$SETTLE"
+	# ext4 without a journal skips, when it allocates an inode, every free inode whose inode
+	# table block is still cached and says it was deleted less than 60 s ago (360 s while the
+	# block is dirty: recently_deleted()), checking them one by one, so creating files after
+	# the previous run's deletes is many times slower, by an amount that depends on the order
+	# of the tools. There, every timed command starts with the clean page cache dropped (after
+	# the sync above; the inode table blocks go with it) and its inputs read again, so that
+	# every tool starts alike: warm inputs (the corpus blobs; for `cairn extract` also its
+	# store, where the untimed import put the blobs), metadata on disk. (export deletes only
+	# one file.)
+	if [ "$FS_JOURNAL" = no ] && [ "$img:$tag" != debian:export ]; then
+		if [ "$SETTLE" = drop ]; then
+			echo 1 >/proc/sys/vm/drop_caches
+			# shellcheck disable=SC2086
+			[ -z "$WARM" ] || cat $WARM >/dev/null
+			[ -z "$WARM_STORE" ] || find "$WARM_STORE" -type f -exec cat {} + >/dev/null
+		elif ((SETTLE > 0)); then
+			sleep "$SETTLE"
+		fi
 	fi
 	if [ -n "$CTRD_PID" ]; then
 		d0=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$CTRD_PID/stat")
@@ -190,7 +204,11 @@ fs_setup() {
 	dev=${dev##*/}
 	FS_JOURNAL=$(ls -d /proc/fs/jbd2/"$dev"-* >/dev/null 2>&1 && echo yes || echo no)
 	FS_DESC="$(df -T "$SCRATCH" | awk 'NR==2 {print $2}') on $dev, journal: $FS_JOURNAL"
-	[ "$FS_JOURNAL" = no ] && ((SETTLE > 0)) && FS_DESC+=", ${SETTLE} s settle before each timed command"
+	if [ "$FS_JOURNAL" = no ] && [ "$SETTLE" = drop ]; then
+		FS_DESC+=", clean page cache dropped and inputs read again before each timed command"
+	elif [ "$FS_JOURNAL" = no ] && ((SETTLE > 0)); then
+		FS_DESC+=", ${SETTLE} s settle before each timed command"
+	fi
 	printf '%s\tfs\t%s\n' "$1" "$FS_DESC" >>"$TSV"
 	log "== filesystem $1: $FS_DESC ($SCRATCH)"
 	# podman's overlay driver refuses a runroot longer than 50 characters
@@ -291,6 +309,7 @@ run_image() { # run_image FS IMAGE TAG
 	blobs=$(cut -d' ' -f1 "$list" | tr '\n' ' ')
 	cat $blobs >/dev/null # warm page cache
 	local A=$SCRATCH/$img-$tag.oci.tar
+	WARM=$blobs
 	# by default the tools the targets name: debian import+extract against every peer (zstd:
 	# podman), the other images' extract against tar
 	local all=${ALL_PEERS:-0} full=0
@@ -299,7 +318,7 @@ run_image() { # run_image FS IMAGE TAG
 	[ "$img" = debian ] || [ "$all" = 1 ] && tools=("cairn import+extract" "cairn extract")
 	[[ " $PEERS " == *" tar "* ]] && { [ "$img" != debian ] || [ $full = 1 ]; } && tools+=("tar")
 	[[ " $PEERS " == *" umoci "* ]] && [ $full = 1 ] && [ "$tag" = gzip ] && tools+=("umoci")
-	[[ " $PEERS " == *" ctr "* ]] && [ $full = 1 ] && { T archive "$CORPUS/$img" "$tag" "$A"; tools+=("ctr"); }
+	[[ " $PEERS " == *" ctr "* ]] && [ $full = 1 ] && { T archive "$CORPUS/$img" "$tag" "$A"; tools+=("ctr"); WARM+=" $A"; }
 	[[ " $PEERS " == *" podman "* ]] && [ "$img" = debian ] && tools+=("podman")
 	log "-- $fs $img:$tag: ${tools[*]}"
 	local R1=$SCRATCH/store-ie R2=$SCRATCH/store-x OUT=$SCRATCH/out-tar B=$SCRATCH/bundle
@@ -315,7 +334,9 @@ run_image() { # run_image FS IMAGE TAG
 			"cairn extract")
 				cairn_store_rm "$R2"
 				cairn_chain "$R2" "$list" >"$R2.top"
+				WARM_STORE=$R2
 				timed "$fs" "$img" "$tag" "$t" "$run" "$CAIRN --root $R2 extract $(cat "$R2.top")" || true
+				WARM_STORE=""
 				;;
 			tar)
 				rm -rf "$OUT"
