@@ -117,7 +117,8 @@ static int cmp_name(const void *key, const void *elem)
 /* Whether snapshot @key exists as @kind (the walk lists names in bytewise order). */
 static bool has_snapshot(const struct snap_names *s, const char *key, snap_kind kind)
 {
-	const struct snap_name *x = key ? bsearch(key, s->v, s->n, sizeof(*s->v), cmp_name) : NULL;
+	const struct snap_name *x =
+		key && s->n ? bsearch(key, s->v, s->n, sizeof(*s->v), cmp_name) : NULL;
 	return x && x->kind == kind;
 }
 
@@ -225,7 +226,7 @@ static int cmp_row_id(const void *key, const void *elem)
 /* The index of row @id (rows are in id order), or -1. */
 static ssize_t find_row(const struct rows *rows, const char *id)
 {
-	if (!id)
+	if (!id || rows->n == 0)
 		return -1;
 	const struct meta_record *x = bsearch(id, rows->v, rows->n, sizeof(*rows->v), cmp_row_id);
 	return x ? x - rows->v : -1;

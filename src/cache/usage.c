@@ -266,7 +266,8 @@ static int cmp_row(const void *key, const void *elem)
 
 static ssize_t scan_find(const struct scan *s, const char *id)
 {
-	if (!id)
+	/* No rows: s->rows may be NULL, which bsearch() must not get. */
+	if (!id || s->n == 0)
 		return -1;
 	const struct meta_record *r = bsearch(id, s->rows, s->n, sizeof(*s->rows), cmp_row);
 	return r ? r - s->rows : -1;

@@ -353,7 +353,8 @@ int content_walk(content_store *s, content_blob_fn fn, void *userdata, cairn_err
 	if (r < 0)
 		return r;
 	/* Listed first, called after: @fn may delete blobs without upsetting readdir. */
-	qsort(names, n, sizeof(char *), cmp_names);
+	if (n > 0)
+		qsort(names, n, sizeof(char *), cmp_names);
 	for (size_t i = 0; i < n; i++) {
 		struct stat st;
 		if (!key_valid(names[i]))

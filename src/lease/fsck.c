@@ -541,7 +541,8 @@ static int cmp_snode(const void *a, const void *b)
 static ssize_t snode_by_id(const struct chains *c, int64_t id)
 {
 	struct snode key = {.id = id};
-	const struct snode *x = bsearch(&key, c->v, c->n, sizeof(*c->v), cmp_snode);
+	/* bsearch() must not get a NULL array, even with no elements. */
+	const struct snode *x = c->n ? bsearch(&key, c->v, c->n, sizeof(*c->v), cmp_snode) : NULL;
 	return x ? x - c->v : -1;
 }
 
@@ -581,7 +582,7 @@ static int cmp_rref(const void *key, const void *elem)
 /* Records come in id order (meta_record_refs()). */
 static const struct rref *rref_find(const struct chains *c, const char *id)
 {
-	return id ? bsearch(id, c->recs, c->n_recs, sizeof(*c->recs), cmp_rref) : NULL;
+	return id && c->n_recs ? bsearch(id, c->recs, c->n_recs, sizeof(*c->recs), cmp_rref) : NULL;
 }
 
 /* Marks @x broken for the reason @fmt (reported once the repair knows what it can do). */
