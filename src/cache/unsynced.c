@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "base/fault.h"
+#include "base/fs.h"
 #include "base/log.h"
 #include "internal.h"
 
@@ -73,9 +74,11 @@ int cache_unsynced_mark(cairn_cache *c, const char *snapshot, cairn_error **rete
 /* syncfs() of the filesystem holding the snapshots. */
 static int sync_snapshots(cairn_cache *c, cairn_error **reterr)
 {
-	_cleanup_close_ int fd = openat(c->store->rootfd, "snapshots",
-	                                O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0 || syncfs(fd) < 0)
+	_cleanup_close_ int fd = fs_openat(c->store->rootfd, "snapshots",
+	                                   O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, reterr);
+	if (fd < 0)
+		return err_prefix(reterr, "store '%s'", c->store->root);
+	if (syncfs(fd) < 0)
 		return err_errno(reterr, -errno, "sync '%s/snapshots'", c->store->root);
 	return 0;
 }

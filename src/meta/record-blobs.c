@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The layer-blob columns of records: lookups by chain id and writing the blob fields. */
-#include <inttypes.h>
-#include <stdio.h>
+/* The layer-blob columns of records (lookups by chain id and snapshot, writing the blob fields)
+ * and the unsynced marks of extracted snapshots. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,12 +81,17 @@ int meta_record_find_snapshot(meta_tx *tx, const char *snapshotter, const char *
 int meta_unsynced_add(meta_tx *tx, const char *snapshotter, const char *snapshot, const char *boot,
                       int64_t at, cairn_error **reterr)
 {
-	char ns[24];
-	snprintf(ns, sizeof(ns), "%" PRId64, at);
-	return meta_run(tx,
-	                "INSERT OR REPLACE INTO unsynced (snapshotter, snapshot, boot, at) "
-	                "VALUES (?, ?, ?, CAST(? AS INTEGER))",
-	                "mark unsynced", reterr, 4, snapshotter, snapshot, boot, ns);
+	sqlite3_stmt *st = meta_prepare(tx,
+	                                "INSERT OR REPLACE INTO unsynced (snapshotter, snapshot, "
+	                                "boot, at) VALUES (?, ?, ?, ?)",
+	                                reterr);
+	if (!st)
+		return -EIO;
+	meta_bind_text(st, 1, snapshotter);
+	meta_bind_text(st, 2, snapshot);
+	meta_bind_text(st, 3, boot);
+	sqlite3_bind_int64(st, 4, at);
+	return meta_step_done(tx, st, "mark unsynced", reterr);
 }
 
 int meta_unsynced_remove(meta_tx *tx, const char *snapshotter, const char *snapshot,
@@ -100,12 +104,14 @@ int meta_unsynced_remove(meta_tx *tx, const char *snapshotter, const char *snaps
 int meta_unsynced_clear(meta_tx *tx, const char *snapshotter, const char *boot, int64_t before,
                         cairn_error **reterr)
 {
-	char ns[24];
-	snprintf(ns, sizeof(ns), "%" PRId64, before);
-	return meta_run(tx,
-	                "DELETE FROM unsynced WHERE snapshotter = ? AND boot = ? AND "
-	                "at < CAST(? AS INTEGER)",
-	                "forget unsynced", reterr, 3, snapshotter, boot, ns);
+	sqlite3_stmt *st = meta_prepare(
+		tx, "DELETE FROM unsynced WHERE snapshotter = ? AND boot = ? AND at < ?", reterr);
+	if (!st)
+		return -EIO;
+	meta_bind_text(st, 1, snapshotter);
+	meta_bind_text(st, 2, boot);
+	sqlite3_bind_int64(st, 3, before);
+	return meta_step_done(tx, st, "forget unsynced", reterr);
 }
 
 int meta_unsynced_count(meta_tx *tx, const char *snapshotter, const char *boot, int64_t before,
