@@ -25,6 +25,8 @@
 #define SLOTS         4
 #define SLOT_SIZE     (1024 * 1024)
 #define SLOT_MIN_ROOM (64 * 1024)
+#define STEP_SIZE     (128 * 1024) /* decoded per step, within the L2 cache */
+#define LEAN_MAX      2            /* waits it takes to move the hashing to the other side */
 
 /* Go's gzip reader and ours agree: only the deflate method (08) is gzip. */
 static const uint8_t gzip_magic[3] = {0x1f, 0x8b, 0x08};
@@ -201,11 +203,20 @@ struct layer_reader {
 		uint8_t *buf;
 		size_t len;
 		uint64_t in_total; /* compressed bytes read when the slot was filled */
+		bool hashed;       /* the producer hashed it (else the caller does, taking it) */
 	} slots[SLOTS];
 	unsigned head, tail, count;
 	bool held, stop, prod_done;
-	bool hash_in_producer; /* diffID hashed by the producer (else by the caller) */
-	int ufailed;           /* the caller's side: the code the stream failed with */
+	/*
+	 * The diffID is hashed, in stream order, by the side that waits for the other: the
+	 * producer while the caller keeps it waiting for room (lean < 0), the caller while it
+	 * waits for data (lean > 0). The producer hashes slot number n only once hashed == n,
+	 * the slots before it all hashed.
+	 */
+	int lean;
+	uint64_t filled_n, hashed;
+	uint64_t caller_hashed; /* slots the caller hashed (the caller's own) */
+	int ufailed;            /* the caller's side: the code the stream failed with */
 	int prod_err;
 	cairn_error *prod_e;
 	z_stream z;
@@ -287,6 +298,11 @@ layer_compression layer_reader_compression(const layer_reader *r)
 uint64_t layer_reader_size(const layer_reader *r)
 {
 	return r->out_total;
+}
+
+uint64_t layer_reader_caller_hashed(const layer_reader *r)
+{
+	return r->caller_hashed;
 }
 
 uint64_t layer_reader_compressed_size(const layer_reader *r)
@@ -546,7 +562,12 @@ static void *produce(void *userdata)
 	bool eof = false;
 	pthread_mutex_lock(&r->mu);
 	for (;;) {
+		if (r->count == SLOTS && !r->stop && r->lean > -LEAN_MAX)
+			r->lean--;
 		while (r->count == SLOTS && !r->stop)
+			pthread_cond_wait(&r->cond, &r->mu);
+		bool mine = r->lean <= 0;
+		while (mine && r->hashed < r->filled_n && !r->stop)
 			pthread_cond_wait(&r->cond, &r->mu);
 		if (r->stop)
 			break;
@@ -557,6 +578,8 @@ static void *produce(void *userdata)
 			const void *buf;
 			r->obuf = s->buf + filled;
 			r->ocap = SLOT_SIZE - filled;
+			if (r->ocap > STEP_SIZE)
+				r->ocap = STEP_SIZE;
 			ssize_t n = next_chunk(r, &buf, &e);
 			if (n <= 0) {
 				err = (int)n;
@@ -565,14 +588,18 @@ static void *produce(void *userdata)
 			}
 			if (buf != r->obuf)
 				memcpy(r->obuf, buf, (size_t)n);
+			/* Hashed while the decoder's output is still in this core's cache. */
+			if (mine)
+				hasher_update(r->diff_h, r->obuf, (size_t)n);
 			filled += (size_t)n;
 		}
-		if (r->hash_in_producer)
-			hasher_update(r->diff_h, s->buf, filled);
 		pthread_mutex_lock(&r->mu);
 		if (filled > 0) {
 			s->len = filled;
 			s->in_total = r->in_total;
+			s->hashed = mine;
+			r->hashed += mine;
+			r->filled_n++;
 			r->tail = (r->tail + 1) % SLOTS;
 			r->count++;
 		}
@@ -602,10 +629,8 @@ static int start_thread(layer_reader *r, cairn_error **reterr)
 		pthread_mutex_destroy(&r->mu);
 		return 1;
 	}
-	/* gzip inflates slower than the producer can hash, zstd faster: the diffID is hashed
-	 * on the side that has time for it. Fixed before the thread starts, so both sides
-	 * read it without the lock. */
-	r->hash_in_producer = r->comp != LAYER_COMPRESSION_GZIP;
+	/* gzip inflates slower than the caller can hash, zstd faster: the first guess. */
+	r->lean = r->comp == LAYER_COMPRESSION_GZIP ? LEAN_MAX : -LEAN_MAX;
 	int k = thread_spawn(&r->thread, produce, r);
 	if (k != 0) {
 		pthread_cond_destroy(&r->cond);
@@ -625,6 +650,8 @@ static ssize_t read_threaded(layer_reader *r, const void **ret_buf, cairn_error 
 		r->held = false;
 		pthread_cond_broadcast(&r->cond);
 	}
+	if (r->count == 0 && !r->prod_done && r->lean < LEAN_MAX)
+		r->lean++;
 	while (r->count == 0 && !r->prod_done)
 		pthread_cond_wait(&r->cond, &r->mu);
 	if (r->count == 0) {
@@ -638,6 +665,14 @@ static ssize_t read_threaded(layer_reader *r, const void **ret_buf, cairn_error 
 	struct slot *s = &r->slots[r->head];
 	r->held = true;
 	pthread_mutex_unlock(&r->mu);
+	if (!s->hashed) {
+		hasher_update(r->diff_h, s->buf, s->len);
+		r->caller_hashed++;
+		pthread_mutex_lock(&r->mu);
+		r->hashed++;
+		pthread_cond_broadcast(&r->cond);
+		pthread_mutex_unlock(&r->mu);
+	}
 	*ret_buf = s->buf;
 	if (r->progress)
 		r->progress(s->in_total, r->userdata);
@@ -669,7 +704,7 @@ ssize_t layer_reader_read(layer_reader *r, const void **ret_buf, cairn_error **r
 		return r->ufailed = (int)n;
 	if (n == 0)
 		r->ended = true;
-	if (!r->threaded || !r->hash_in_producer)
+	if (!r->threaded)
 		hasher_update(r->diff_h, *ret_buf, (size_t)n);
 	r->out_total += (uint64_t)n;
 	return n;

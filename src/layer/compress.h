@@ -100,8 +100,9 @@ struct layer_reader_opts {
 	/*
 	 * Read and decode on a thread of the reader's own, up to 4 MiB ahead of the caller (four
 	 * 1 MiB buffers), so that inflating overlaps with what the caller does with the bytes.
-	 * The diffID is hashed on whichever side has time for it (the caller's for gzip, the
-	 * reader's for zstd and plain tars). Without a thread (pthread_create failing) the reader
+	 * The diffID is hashed, in stream order, on whichever side waits for the other (at
+	 * first the caller's for gzip, the reader's for zstd and plain tars; two waits move it).
+	 * Without a thread (pthread_create failing) the reader
 	 * falls back to reading on the caller's thread. In this mode the digests, sizes and
 	 * compression are only meaningful at the end of the stream.
 	 */
@@ -137,6 +138,10 @@ layer_compression layer_reader_compression(const layer_reader *r);
 
 /* layer_reader_size() - uncompressed bytes delivered so far. */
 uint64_t layer_reader_size(const layer_reader *r);
+
+/* layer_reader_caller_hashed() - how many buffers of a threaded reader the caller's thread
+ * hashed (the reader's thread hashed the others); for tests and profiles. */
+uint64_t layer_reader_caller_hashed(const layer_reader *r);
 
 /* layer_reader_compressed_size() - bytes read from the fd so far. */
 uint64_t layer_reader_compressed_size(const layer_reader *r);

@@ -3026,6 +3026,44 @@ TEST(compress_threaded_reader)
 	layer_reader_free(r2);
 }
 
+/* The diffID moves to the side that waits: a caller that is sometimes quick and sometimes slow
+ * gets some buffers hashed by the reader's thread and some on its own, and the digest is the
+ * one of the whole stream in order. */
+TEST(compress_threaded_reader_hash_moves)
+{
+	size_t len = 40 * 1024 * 1024 + 777;
+	_cleanup_free_ uint8_t *data = test_data(len);
+	_cleanup_close_ int in = fd_from(data, len);
+	layer_compression cs[] = {LAYER_COMPRESSION_GZIP, LAYER_COMPRESSION_ZSTD};
+	for (size_t i = 0; i < ELEMENTSOF(cs); i++) {
+		_cleanup_close_ int z = compress_fd(in, cs[i], LAYER_LEVEL_DEFAULT);
+		struct layer_reader_opts o = {.what = "sha256:moves", .threaded = true};
+		_cleanup_(layer_reader_freep) layer_reader *r = NULL;
+		ASSERT_OK(layer_reader_new(z, &o, &r, ERR));
+		size_t off = 0, reads = 0;
+		const void *buf;
+		ssize_t n;
+		while ((n = layer_reader_read(r, &buf, ERR)) > 0) {
+			ASSERT_TRUE(off + (size_t)n <= len);
+			ASSERT_TRUE(memcmp(buf, data + off, (size_t)n) == 0);
+			off += (size_t)n;
+			/* ten reads as fast as it can, then six that keep the reader waiting */
+			if (reads++ % 16 >= 10)
+				usleep(5000);
+		}
+		ASSERT_OK(n);
+		ASSERT_EQ(off, len);
+		uint64_t mine = layer_reader_caller_hashed(r);
+		ASSERT_TRUE(mine > 0);
+		ASSERT_TRUE(mine < reads);
+		digest got, want;
+		layer_reader_digests(r, &got, NULL);
+		digest_buffer(data, len, &want);
+		ASSERT_STREQ(got.str, want.str);
+		rewind_fd(in);
+	}
+}
+
 /* A deep tree applied with the directory chain, the create-first path and the skipped
  * chown/chmod, on its own reader thread, equals the same tree applied on one thread; a symlinked
  * directory on the way still resolves in the root, and modes the umask would cut are set. */
